@@ -1,0 +1,183 @@
+"""Starting the inference backend and reading its event stream (docs/contract.md).
+
+The backend runs in its own interpreter (its own virtual environment with torch), as
+`python -m inference ...`. Only JSON lines on stdout come back; stderr goes to a log
+file in the shot directory, so a chatty library can never block the pipe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+EVENTS_SCHEMA = "rubble.events/1"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds inference/ and requirements/
+ENV_VAR = "RUBBLE_BACKEND_PYTHON"
+CANCEL_FILE = "cancel.request"
+EXIT_CANCELLED = 130
+
+
+class BackendError(RuntimeError):
+    """The backend failed; `hint` says what to do next."""
+
+    def __init__(self, message: str, hint: str = "", code: str = "backend_error"):
+        self.hint, self.code = hint, code
+        super().__init__(f"{message}\n{hint}".strip())
+
+
+class BackendNotFound(BackendError):
+    pass
+
+
+class BackendCancelled(BackendError):
+    pass
+
+
+def default_venv_python(root: Path = PACKAGE_ROOT) -> Path:
+    venv = root / ".venv-inference"
+    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def setup_command(root: Path = PACKAGE_ROOT) -> str:
+    """The command that creates the backend environment (the Makefile runs the same)."""
+    if (root / "Makefile").exists():
+        return f"make -C {root} venv-inference"
+    venv = root / ".venv-inference"
+    return (f"python3.11 -m venv {venv} && {default_venv_python(root)} -m pip install "
+            f"-r {root / 'requirements' / 'inference.txt'}")
+
+
+def find_backend_python(preference: str = "", root: Path = PACKAGE_ROOT) -> Path:
+    """The backend interpreter: add-on preference, then $RUBBLE_BACKEND_PYTHON, then the
+    checkout's own .venv-inference. Raises BackendNotFound naming the fix."""
+    candidates = [(preference, "the add-on preference 'Backend Python'"),
+                  (os.environ.get(ENV_VAR, ""), f"${ENV_VAR}"),
+                  (str(default_venv_python(root)), "the default location")]
+    for value, origin in candidates:
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        if origin != "the default location":
+            raise BackendNotFound(
+                f"Rubble's backend Python {path} (from {origin}) does not exist or is not executable.",
+                f"Fix the path, or create the backend environment with:\n  {setup_command(root)}",
+                code="backend_not_found")
+    raise BackendNotFound(
+        f"Rubble's backend environment was not found (looked at {default_venv_python(root)}).",
+        f"Create it with:\n  {setup_command(root)}\nor point Preferences > Add-ons > Rubble > "
+        f"Backend Python (or ${ENV_VAR}) at an interpreter that has requirements/inference.txt installed.",
+        code="backend_not_found")
+
+
+def parse_event(line: str) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        raise BackendError(f"The backend printed a line that is not an event: {line[:200]!r}",
+                           "This is a backend bug: stdout must carry only JSON lines.") from None
+    schema = str(event.get("schema", "<missing>"))
+    if schema.partition("/")[0] != "rubble.events" or schema.rpartition("/")[2].split(".")[0] != "1":
+        raise BackendError(f"The backend speaks event schema {schema!r}; this add-on reads {EVENTS_SCHEMA!r}.",
+                           "Install the backend that ships with this add-on version.", code="protocol_mismatch")
+    return event
+
+
+@dataclass
+class Progress:
+    stage: str
+    done: int
+    total: int
+    message: str
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+class BackendRun:
+    """One backend command. `events()` blocks (headless); `poll()` never does (modal UI)."""
+
+    def __init__(self, args: list[str], shot_dir: Path, python: Path, log_name: str = "backend.log"):
+        self.shot_dir = Path(shot_dir)
+        (self.shot_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.shot_dir / CANCEL_FILE).unlink(missing_ok=True)
+        self.log_path = self.shot_dir / "logs" / log_name
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        self._log = open(self.log_path, "a", encoding="utf-8")
+        self.command = [str(python), "-m", "inference", *args]
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL, text=True, env=env, cwd=str(PACKAGE_ROOT))
+        self._queue: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.last_error: dict[str, Any] | None = None
+        self.results: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] = []
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.strip():
+                self._queue.put(line)
+        self._queue.put(None)
+
+    def _handle(self, line: str) -> dict[str, Any]:
+        event = parse_event(line)
+        kind = event.get("type")
+        if kind == "error":
+            self.last_error = event
+        elif kind == "result":
+            self.results.append(event)
+        elif kind == "warning":
+            self.warnings.append(event)
+        return event
+
+    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+        """Events that arrived since the last call, and whether the stream has ended."""
+        events, ended = [], False
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                ended = True
+                break
+            events.append(self._handle(line))
+        return events, ended
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        while (line := self._queue.get()) is not None:
+            yield self._handle(line)
+
+    def cancel(self) -> None:
+        """Cooperative: the backend stops at the next step and keeps finished windows."""
+        (self.shot_dir / CANCEL_FILE).touch()
+        if self.proc.poll() is None and sys.platform != "win32":
+            self.proc.send_signal(signal.SIGINT)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Wait for the exit; raise a BackendError that carries the backend's own hint."""
+        code = self.proc.wait()
+        self._reader.join()
+        self._log.close()
+        if code == 0:
+            return self.results
+        if code == EXIT_CANCELLED:
+            raise BackendCancelled("Generation was cancelled; finished windows were kept.",
+                                   "Run Generate again to resume where it stopped.", code="cancelled")
+        if self.last_error:
+            raise BackendError(self.last_error.get("message", "backend error"),
+                               self.last_error.get("hint", ""), code=self.last_error.get("code", "backend_error"))
+        raise BackendError(f"The backend exited with code {code} without an error event.",
+                           f"See its log: {self.log_path}", code="backend_crashed")

@@ -1,0 +1,267 @@
+"""The shot pipeline: a list of named stages, each resumable, each yielding progress.
+
+The same generator drives the headless CLI (iterated to the end) and the
+Generate Final operator (one step per timer tick, so the UI never freezes and
+Cancel is honoured between steps). Stage keys chain (see core/stamps.py): a stage
+runs again only when something it depends on changed.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import bpy
+
+from .core import backend
+from .core.preset import Preset
+from .core.shot_manifest import build_manifest, write_manifest
+from .core.stamps import Stamps, digest
+from .scene import bake, build, passes, sequencer, trigger
+
+VERSION = "0.1.0"
+SCENE_NAME = "Rubble"
+STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
+
+
+class StageError(RuntimeError):
+    """A stage could not run; the message says what to do next."""
+
+
+class Cancelled(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass
+class ShotJob:
+    shot_dir: Path
+    preset: Preset
+    stages: tuple[str, ...] = STAGES
+    frames: tuple[int, int] | None = None      # a farm chunk for `passes`; None = the whole shot
+    backend_python: str = ""                   # add-on preference or --backend-python
+    weights: str | None = None                 # overrides preset model.weights
+    tiny_model: Path | None = None
+    cancel_requested: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    scene: bpy.types.Scene | None = None
+    _objects: dict = field(default_factory=dict)
+    _backend_run: backend.BackendRun | None = None
+
+    def __post_init__(self):
+        self.shot_dir = Path(self.shot_dir).resolve()
+        self.stamps = Stamps(self.shot_dir)
+
+    # Paths of the shot directory (docs/contract.md)
+    @property
+    def blend_path(self) -> Path:
+        return self.shot_dir / "shot.blend"
+
+    def pass_path(self, frame: int) -> Path:
+        return self.shot_dir / "passes" / f"{frame:04d}.exr"
+
+    def shot_frames(self) -> range:
+        return range(self.preset.shot.frame_start, self.preset.shot.frame_end + 1)
+
+    # Stage keys: each includes the key of what it builds on.
+    def scene_key(self) -> str:
+        return digest("scene", VERSION, self.preset.section_hash("shot", "building", "trigger"))
+
+    def pass_key(self) -> str:
+        return digest("passes", self.scene_key(), self.preset.section_hash("render"))
+
+    def generate_key(self) -> str:
+        return digest("generate", self.pass_key(), self.preset.section_hash("look", "model"), self.weights)
+
+    def check_cancel(self) -> None:
+        if self.cancel_requested:
+            raise Cancelled("Cancelled; finished work was kept and the next run resumes from it.")
+
+
+def _up_to_date(stage: str) -> Progress:
+    return Progress(stage, 1, 1, "up to date, skipped")
+
+
+# --- scene stages -----------------------------------------------------------------
+
+def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
+    """The shot's scene: reused when its key matches, reloaded from shot.blend when
+    headless and fresh, otherwise a new empty one (the old one is replaced)."""
+    key = job.scene_key()
+    existing = bpy.data.scenes.get(SCENE_NAME)
+    if existing is not None and existing.get("rubble_scene_key") == key:
+        return existing
+    if bpy.app.background and job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"]):
+        bpy.ops.wm.open_mainfile(filepath=str(job.blend_path))
+        return bpy.data.scenes[SCENE_NAME]
+    if bpy.app.background:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+    else:
+        if existing is not None:
+            bpy.data.scenes.remove(existing)
+        scene = bpy.data.scenes.new(SCENE_NAME)
+    scene.name = SCENE_NAME
+    return scene
+
+
+def stage_build(job: ShotJob) -> Iterator[Progress]:
+    job.scene = open_or_new_scene(job)
+    if job.scene.get("rubble_scene_key") == job.scene_key():
+        yield _up_to_date("build")
+        return
+    job._objects = build.run(job.scene, job.preset)
+    yield Progress("build", 1, 1, f"{len(job._objects['pieces'])} pieces")
+
+
+def stage_trigger(job: ShotJob) -> Iterator[Progress]:
+    if not job._objects:
+        yield _up_to_date("trigger")
+        return
+    removed = trigger.run(job._objects["pieces"], job.preset)
+    yield Progress("trigger", 1, 1, f"{job.preset.trigger.kind}: {len(removed)} pieces at frame {job.preset.trigger.frame}")
+
+
+def stage_bake(job: ShotJob) -> Iterator[Progress]:
+    if not job._objects:
+        yield _up_to_date("bake")
+        return
+    scene = job.scene
+    bake.setup_rigid_bodies(scene, job._objects["pieces"], job._objects["ground"], job.preset)
+    yield Progress("bake", 0, 2, "baking rigid bodies")
+    bake.bake(scene)
+    cameras = dict(bake.camera_records(scene))
+    manifest = build_manifest(job.preset.to_dict(), cameras,
+                              {"rubble": VERSION, "blender": bpy.app.version_string, "python": platform.python_version()})
+    write_manifest(job.shot_dir, manifest)
+    scene["rubble_scene_key"] = job.scene_key()
+    job.shot_dir.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(job.blend_path), copy=True)
+    job.stamps.record("bake", job.scene_key())
+    yield Progress("bake", 2, 2, f"baked frames {scene.frame_start}-{scene.frame_end}, saved {job.blend_path.name}")
+
+
+# --- passes ------------------------------------------------------------------------
+
+def stage_passes(job: ShotJob) -> Iterator[Progress]:
+    first, last = job.frames or (job.preset.shot.frame_start, job.preset.shot.frame_end)
+    shot = job.shot_frames()
+    if first not in shot or last not in shot or last < first:
+        raise StageError(f"Frames {first}-{last} are outside the shot ({shot.start}-{shot.stop - 1}).")
+    key = job.pass_key()
+    todo = [f for f in range(first, last + 1)
+            if not job.stamps.is_fresh("passes", key, [job.pass_path(f)], item=str(f))]
+    if not todo:
+        yield _up_to_date("passes")
+        return
+    passes.configure(job.scene, job.preset)
+    for done, frame in enumerate(todo):
+        job.check_cancel()
+        yield Progress("passes", done, len(todo), f"rendering frame {frame}")
+        passes.render_frame(job.scene, frame, job.pass_path(frame))
+        job.stamps.record("passes", key, item=str(frame))
+    yield Progress("passes", len(todo), len(todo), f"rendered {len(todo)} frames")
+
+
+# --- generation (backend subprocess) -----------------------------------------------
+
+def _generated_frames(job: ShotJob) -> list[Path]:
+    return [job.shot_dir / "frames" / f"{f:04d}.png" for f in job.shot_frames()]
+
+
+def stage_generate(job: ShotJob) -> Iterator[Progress]:
+    outputs = [*_generated_frames(job), job.shot_dir / "provenance.json", job.shot_dir / "contact_sheet.png"]
+    if job.stamps.is_fresh("generate", job.generate_key(), outputs):
+        yield _up_to_date("generate")
+        return
+    key = job.pass_key()
+    missing = [f for f in job.shot_frames() if not job.stamps.is_fresh("passes", key, [job.pass_path(f)], item=str(f))]
+    if missing:
+        raise StageError(f"Passes are missing or stale for {len(missing)} frames (first: {missing[0]}). "
+                         "Render them first (stage `passes`; on a farm, every chunk must finish before `generate`).")
+    python = backend.find_backend_python(job.backend_python)
+    args = ["generate", str(job.shot_dir)]
+    if job.weights:
+        args += ["--weights", job.weights]
+    if job.tiny_model:
+        args += ["--tiny-model", str(job.tiny_model)]
+    run = job._backend_run = backend.BackendRun(args, job.shot_dir, python)
+    try:
+        ended = False
+        while not ended:
+            if job.cancel_requested:
+                run.cancel()
+            events, ended = run.poll()
+            for event in events:
+                if event["type"] == "progress":
+                    yield Progress(f"generate:{event.get('stage', '')}", event.get("done", 0),
+                                   event.get("total", 0), event.get("message", ""))
+                elif event["type"] == "warning":
+                    yield Progress("generate", 0, 0, f"WARNING [{event.get('code')}]: {event.get('message')}")
+            if not events and not ended:
+                time.sleep(0.05)
+                yield Progress("generate", 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
+        run.finish()
+    except backend.BackendCancelled as exc:
+        raise Cancelled(str(exc)) from None
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+        job._backend_run = None
+    job.stamps.record("generate", job.generate_key())
+    yield Progress("generate", 1, 1, "frames written")
+
+
+# --- composite ---------------------------------------------------------------------
+
+def stage_composite(job: ShotJob) -> Iterator[Progress]:
+    movie = job.shot_dir / "final.mp4"
+    key = digest("composite", job.generate_key())
+    if job.stamps.is_fresh("composite", key, [movie]) and bpy.data.scenes.get(sequencer.EDIT_SCENE):
+        yield _up_to_date("composite")
+        return
+    clay = [job.shot_dir / "control" / "clay" / f"{f:04d}.png" for f in job.shot_frames()]
+    generated = _generated_frames(job)
+    absent = [p for p in clay + generated if not p.exists()]
+    if absent:
+        raise StageError(f"{len(absent)} images are missing (first: {absent[0]}); run the generate stage first.")
+    edit = sequencer.build_edit(job.scene, clay, generated)
+    yield Progress("composite", 0, 1, "rendering final.mp4")
+    sequencer.render_movie(edit, movie)
+    bpy.ops.wm.save_as_mainfile(filepath=str(job.blend_path), copy=True)
+    job.stamps.record("composite", key)
+    yield Progress("composite", 1, 1, f"wrote {movie.name}")
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[ShotJob], Iterator[Progress]]] = {
+    "build": stage_build, "trigger": stage_trigger, "bake": stage_bake,
+    "passes": stage_passes, "generate": stage_generate, "composite": stage_composite,
+}
+
+
+def run(job: ShotJob) -> Iterator[Progress]:
+    """Run the job's stages in order, timing each; the scene stages always run first
+    as a group because every later stage needs the baked scene."""
+    unknown = set(job.stages) - set(STAGES)
+    if unknown:
+        raise StageError(f"Unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}.")
+    job.shot_dir.mkdir(parents=True, exist_ok=True)
+    for name in STAGES:
+        if name not in job.stages and name not in ("build", "trigger", "bake"):
+            continue
+        start = time.perf_counter()
+        yield from STAGE_FUNCTIONS[name](job)
+        job.timings[name] = time.perf_counter() - start

@@ -1,0 +1,128 @@
+"""Stage `build`: a procedural frame building (columns + slab bays), ground, camera, light.
+
+Boxes are enough for the spine; fracture and bonds slot in as their own stages later.
+"""
+from __future__ import annotations
+
+import bpy
+from mathutils import Vector
+
+from ..core.preset import Preset
+from ..core.shot_manifest import ROLE_INDEX
+
+COLLECTION = "Rubble Building"
+# Gap between neighbouring slab bays so that their collision margins do not push
+# them apart at rest (Blender's default rigid-body margin is 0.04 m).
+SLAB_GAP_M = 0.02
+
+_BOX_FACES = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+
+
+def box(name: str, size: tuple[float, float, float], location: tuple[float, float, float],
+        collection: bpy.types.Collection, role: str) -> bpy.types.Object:
+    """A box whose size lives in the mesh (scale stays 1, as rigid bodies prefer)."""
+    hx, hy, hz = (s / 2 for s in size)
+    mesh = bpy.data.meshes.new(name)
+    verts = [(x * hx, y * hy, z * hz) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+    mesh.from_pydata(verts, [], _BOX_FACES)
+    mesh.update()
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = location
+    obj.pass_index = ROLE_INDEX[role]
+    obj["rubble_role"] = role
+    collection.objects.link(obj)
+    return obj
+
+
+def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
+    coll = bpy.data.collections.new(name)
+    scene.collection.children.link(coll)
+    return coll
+
+
+def building_size(preset: Preset) -> Vector:
+    b = preset.building
+    return Vector((b.bays_x * b.bay_width_m, b.bays_y * b.bay_width_m, b.storeys * b.storey_height_m))
+
+
+def build_building(scene: bpy.types.Scene, preset: Preset) -> list[bpy.types.Object]:
+    """Columns on the bay grid, one slab per bay on top of each storey, centred on the origin."""
+    b = preset.building
+    size = building_size(preset)
+    coll = _collection(scene, COLLECTION)
+    pieces = []
+    column_h = b.storey_height_m - b.slab_thickness_m
+    for storey in range(b.storeys):
+        z0 = storey * b.storey_height_m
+        for i in range(b.bays_x + 1):
+            for j in range(b.bays_y + 1):
+                x, y = -size.x / 2 + i * b.bay_width_m, -size.y / 2 + j * b.bay_width_m
+                col = box(f"Column.{storey}.{i}.{j}", (b.column_size_m, b.column_size_m, column_h),
+                          (x, y, z0 + column_h / 2), coll, "building")
+                col["rubble_column"] = (storey, i, j)
+                pieces.append(col)
+        slab_z = z0 + column_h + b.slab_thickness_m / 2
+        for i in range(b.bays_x):
+            for j in range(b.bays_y):
+                x = -size.x / 2 + (i + 0.5) * b.bay_width_m
+                y = -size.y / 2 + (j + 0.5) * b.bay_width_m
+                # Each bay spans column centre to column centre, so it rests on four column tops.
+                pieces.append(box(f"Slab.{storey}.{i}.{j}",
+                                  (b.bay_width_m - SLAB_GAP_M, b.bay_width_m - SLAB_GAP_M, b.slab_thickness_m),
+                                  (x, y, slab_z), coll, "building"))
+    return pieces
+
+
+def build_ground(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
+    extent = max(building_size(preset)) * 12
+    coll = _collection(scene, "Rubble Ground")
+    return box("Ground", (extent, extent, 1.0), (0, 0, -0.5), coll, "ground")
+
+
+def build_camera(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
+    """A three-quarter view from the front (-Y), slowly pushing in over the shot."""
+    size = building_size(preset)
+    target = Vector((0.0, 0.0, size.z * 0.4))
+    distance = max(size.x, size.z) * 1.45 + size.y / 2
+    start = Vector((size.x * 0.45, -distance, size.z * 0.55))
+    end = target + (start - target) * 0.9
+    cam_data = bpy.data.cameras.new("Rubble Camera")
+    cam_data.lens = 35.0
+    cam_data.clip_start, cam_data.clip_end = 0.1, distance * 10
+    cam = bpy.data.objects.new("Rubble Camera", cam_data)
+    scene.collection.objects.link(cam)
+    for frame, loc in ((preset.shot.frame_start, start), (preset.shot.frame_end, end)):
+        cam.location = loc
+        cam.rotation_euler = (target - loc).to_track_quat("-Z", "Y").to_euler()
+        cam.keyframe_insert("location", frame=frame)
+        cam.keyframe_insert("rotation_euler", frame=frame)
+    scene.camera = cam
+    return cam
+
+
+def build_lighting(scene: bpy.types.Scene) -> None:
+    sun_data = bpy.data.lights.new("Rubble Sun", "SUN")
+    sun_data.energy = 3.0
+    sun = bpy.data.objects.new("Rubble Sun", sun_data)
+    sun.rotation_euler = (0.8, 0.2, -0.6)
+    scene.collection.objects.link(sun)
+    world = bpy.data.worlds.new("Rubble Sky")
+    world.color = (0.45, 0.47, 0.5)
+    world.use_nodes = True
+    background = world.node_tree.nodes.get("Background")
+    if background is not None:
+        background.inputs["Color"].default_value = (0.45, 0.47, 0.5, 1.0)
+        background.inputs["Strength"].default_value = 0.8
+    scene.world = world
+
+
+def run(scene: bpy.types.Scene, preset: Preset) -> dict:
+    scene.frame_start, scene.frame_end = preset.shot.frame_start, preset.shot.frame_end
+    scene.render.fps = preset.shot.fps
+    scene.render.resolution_x, scene.render.resolution_y = preset.shot.resolution
+    scene.render.resolution_percentage = 100
+    pieces = build_building(scene, preset)
+    ground = build_ground(scene, preset)
+    build_camera(scene, preset)
+    build_lighting(scene)
+    return {"pieces": pieces, "ground": ground}

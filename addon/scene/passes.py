@@ -1,0 +1,64 @@
+"""Stage `passes`: Cycles renders the data passes + a clay pass into multilayer EXR.
+
+Cycles works headless on CPU and GPU. Nothing is normalised here: the EXR keeps raw
+float depth, world normals, pixel motion and object indices (docs/contract.md).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+
+from ..core.preset import Preset
+
+CLAY_MATERIAL = "Rubble Clay"
+
+
+def clay_material() -> bpy.types.Material:
+    mat = bpy.data.materials.get(CLAY_MATERIAL) or bpy.data.materials.new(CLAY_MATERIAL)
+    mat.diffuse_color = (0.6, 0.6, 0.6, 1.0)
+    bsdf = mat.node_tree.nodes.get("Principled BSDF") if mat.node_tree else None
+    if bsdf is not None:
+        bsdf.inputs["Base Color"].default_value = (0.6, 0.6, 0.6, 1.0)
+        bsdf.inputs["Roughness"].default_value = 0.9
+    return mat
+
+
+def configure(scene: bpy.types.Scene, preset: Preset) -> None:
+    render = scene.render
+    render.engine = "CYCLES"
+    scene.cycles.samples = preset.render.samples
+    scene.cycles.use_denoising = False  # denoising smears the data passes' edges and costs time
+    scene.cycles.device = "CPU"
+    render.resolution_x, render.resolution_y = preset.shot.resolution
+    render.resolution_percentage = 100
+    # The Vector pass is zero when motion blur is on (Blender manual, "Render Passes").
+    render.use_motion_blur = False
+    scene.view_settings.view_transform = "Standard"
+    layer = scene.view_layers[0]
+    layer.use_pass_z = True
+    layer.use_pass_normal = True
+    layer.use_pass_vector = True
+    layer.use_pass_object_index = True
+    layer.material_override = clay_material()
+    settings = render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0: must come before file_format
+        settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.file_format = "OPEN_EXR_MULTILAYER"
+    settings.color_depth = "32"  # float32: raw, lossless
+    settings.exr_codec = "ZIP"
+    render.use_file_extension = False
+
+
+def render_frame(scene: bpy.types.Scene, frame: int, path: Path) -> None:
+    """Render one frame to `path`, written to a temporary name first so a crash or
+    Cancel never leaves a truncated EXR that looks finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.exr")
+    scene.frame_set(frame)
+    scene.render.filepath = str(tmp)
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    if not tmp.exists():
+        raise RuntimeError(f"Cycles did not write {tmp}; see Blender's log above.")
+    os.replace(tmp, path)

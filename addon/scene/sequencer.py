@@ -1,0 +1,58 @@
+"""Stage `composite`: the clay and generated strips in the sequencer, rendered to H.264.
+
+Blender 5.0 calls the strip collection `strips` (`sequences` is gone); 4.2 has both.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+
+EDIT_SCENE = "Rubble Edit"
+CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
+
+
+def _image_strip(strips, name: str, files: list[Path], channel: int, frame_start: int):
+    strip = strips.new_image(name=name, filepath=str(files[0]), channel=channel, frame_start=frame_start)
+    for path in files[1:]:
+        strip.elements.append(path.name)
+    return strip
+
+
+def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Path]) -> bpy.types.Scene:
+    old = bpy.data.scenes.get(EDIT_SCENE)
+    if old is not None:
+        bpy.data.scenes.remove(old)
+    edit = bpy.data.scenes.new(EDIT_SCENE)
+    edit.frame_start, edit.frame_end = shot_scene.frame_start, shot_scene.frame_end
+    edit.render.fps = shot_scene.render.fps
+    edit.render.resolution_x = shot_scene.render.resolution_x
+    edit.render.resolution_y = shot_scene.render.resolution_y
+    edit.render.resolution_percentage = 100
+    seq = edit.sequence_editor_create()
+    strips = seq.strips if hasattr(seq, "strips") else seq.sequences
+    _image_strip(strips, "Clay", clay, CLAY_CHANNEL, shot_scene.frame_start)
+    _image_strip(strips, "Generated (AI)", generated, GENERATED_CHANNEL, shot_scene.frame_start)
+    return edit
+
+
+def render_movie(edit: bpy.types.Scene, path: Path) -> None:
+    render = edit.render
+    render.use_sequencer = True
+    render.use_compositing = False
+    settings = render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0: must come before file_format
+        settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
+    render.ffmpeg.format = "MPEG4"
+    render.ffmpeg.codec = "H264"
+    render.ffmpeg.constant_rate_factor = "HIGH"
+    render.ffmpeg.audio_codec = "NONE"
+    render.use_file_extension = False
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    render.filepath = str(tmp)
+    bpy.ops.render.render(animation=True, scene=edit.name)
+    if not tmp.exists():
+        raise RuntimeError(f"Blender's FFmpeg output did not write {tmp}; is this Blender built with FFmpeg?")
+    os.replace(tmp, path)

@@ -1,0 +1,19 @@
+"""The artist's side: preferences, the sidebar panel and the Generate Final operator."""
+import bpy
+
+from . import operators, panel, preferences
+
+_classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings,
+            operators.RUBBLE_OT_generate_final, panel.RUBBLE_PT_shot)
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.rubble = bpy.props.PointerProperty(type=preferences.RubbleSceneSettings)
+
+
+def unregister():
+    del bpy.types.Scene.rubble
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)
