@@ -258,6 +258,8 @@ def run(job: ShotJob) -> Iterator[Progress]:
     unknown = set(job.stages) - set(STAGES)
     if unknown:
         raise StageError(f"Unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}.")
+    if "generate" in job.stages:
+        backend.find_backend_python(job.backend_python)  # fail before rendering, not after
     job.shot_dir.mkdir(parents=True, exist_ok=True)
     for name in STAGES:
         if name not in job.stages and name not in ("build", "trigger", "bake"):

@@ -108,7 +108,8 @@ def build_lighting(scene: bpy.types.Scene) -> None:
     scene.collection.objects.link(sun)
     world = bpy.data.worlds.new("Rubble Sky")
     world.color = (0.45, 0.47, 0.5)
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender 4.x; 5.0 always gives worlds a node tree
+        world.use_nodes = True
     background = world.node_tree.nodes.get("Background")
     if background is not None:
         background.inputs["Color"].default_value = (0.45, 0.47, 0.5, 1.0)

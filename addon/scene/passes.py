@@ -17,6 +17,8 @@ CLAY_MATERIAL = "Rubble Clay"
 
 def clay_material() -> bpy.types.Material:
     mat = bpy.data.materials.get(CLAY_MATERIAL) or bpy.data.materials.new(CLAY_MATERIAL)
+    if mat.node_tree is None:  # Blender 4.x; 5.0 always gives materials a node tree
+        mat.use_nodes = True
     mat.diffuse_color = (0.6, 0.6, 0.6, 1.0)
     bsdf = mat.node_tree.nodes.get("Principled BSDF") if mat.node_tree else None
     if bsdf is not None:

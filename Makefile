@@ -1,0 +1,55 @@
+# Rubble: two environments (Blender side, backend side), a demo and the tests.
+#   make demo   set up everything and run the whole pipeline headless into build/demo/
+#   make test   run the add-on tests (real bpy) and the backend tests (real diffusers)
+PYTHON ?= python3.11
+BLENDER_VENV := .venv-blender
+INFERENCE_VENV := .venv-inference
+BPY := $(BLENDER_VENV)/bin/python
+IPY := $(INFERENCE_VENV)/bin/python
+DEMO_DIR ?= build/demo
+TINY_MODEL ?= build/tiny-model
+BLENDER_EXT = $(firstword $(wildcard $(BLENDER_VENV)/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
+
+.PHONY: all venvs venv-blender venv-inference demo test test-addon test-inference extension bench clean
+
+all: venvs
+
+venvs: venv-blender venv-inference
+venv-blender: $(BLENDER_VENV)/.installed
+venv-inference: $(INFERENCE_VENV)/.installed
+
+# A stamp per environment: rebuilt only when its requirement files change.
+$(BLENDER_VENV)/.installed: requirements/blender.txt requirements/blender.lock.txt
+	$(PYTHON) -m venv $(BLENDER_VENV)
+	$(BPY) -m pip install --quiet --disable-pip-version-check -r requirements/blender.txt -c requirements/blender.lock.txt
+	touch $@
+
+$(INFERENCE_VENV)/.installed: requirements/inference.txt requirements/inference.lock.txt
+	$(PYTHON) -m venv $(INFERENCE_VENV)
+	$(IPY) -m pip install --quiet --disable-pip-version-check -r requirements/inference.txt -c requirements/inference.lock.txt
+	touch $@
+
+demo: venvs
+	$(BPY) -m addon.cli shot $(DEMO_DIR) --preset presets/default.toml \
+	    --backend-python $(IPY) --tiny-model $(TINY_MODEL)
+
+test: venvs
+	$(IPY) -m pytest tests/inference -q
+	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
+
+test-addon: venv-blender
+	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
+
+test-inference: venv-inference
+	$(IPY) -m pytest tests/inference -q
+
+# The installable extension zip, built by Blender's own tool (shipped inside the bpy wheel).
+extension: venv-blender
+	mkdir -p build/dist
+	$(BPY) $(BLENDER_EXT) build --source-dir . --output-dir build/dist
+
+bench: venvs
+	$(IPY) bench/bench_generate.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,59 @@
+"""The add-on's side of the boundary: finding the backend, and reading its events."""
+import json
+import os
+import sys
+
+import pytest
+
+from addon.core import backend
+from conftest import REPO
+
+
+def test_missing_backend_names_the_command_that_fixes_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    with pytest.raises(backend.BackendNotFound) as err:
+        backend.find_backend_python("", root=tmp_path)
+    message = str(err.value)
+    assert f"-m venv {tmp_path / '.venv-inference'}" in message
+    assert f"-r {tmp_path / 'requirements' / 'inference.txt'}" in message
+    (tmp_path / "Makefile").write_text("")
+    with pytest.raises(backend.BackendNotFound, match=f"make -C {tmp_path} venv-inference"):
+        backend.find_backend_python("", root=tmp_path)
+
+
+def test_a_wrong_configured_path_is_reported_not_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv(backend.ENV_VAR, str(tmp_path / "nope" / "python"))
+    with pytest.raises(backend.BackendNotFound, match=r"from \$RUBBLE_BACKEND_PYTHON\) does not exist"):
+        backend.find_backend_python("", root=REPO)
+    assert backend.find_backend_python(sys.executable, root=tmp_path) == backend.Path(sys.executable)
+
+
+def test_cli_fails_fast_with_the_fix_before_rendering(tmp_path, small_preset):
+    from conftest import run_cli
+    env = {backend.ENV_VAR: str(tmp_path / "missing-venv" / "bin" / "python")}
+    result = run_cli("shot", str(tmp_path / "shot"), "--preset", str(small_preset), env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "does not exist" in result.stderr and "venv-inference" in result.stderr
+    assert not (tmp_path / "shot" / "passes").exists(), "it rendered before checking the backend"
+
+
+def test_events_of_an_unknown_major_version_are_refused():
+    ok = backend.parse_event(json.dumps({"schema": "rubble.events/1", "type": "progress"}))
+    assert ok["type"] == "progress"
+    with pytest.raises(backend.BackendError, match="event schema 'rubble.events/2'"):
+        backend.parse_event(json.dumps({"schema": "rubble.events/2", "type": "progress"}))
+    with pytest.raises(backend.BackendError, match="not an event"):
+        backend.parse_event("Loading pipeline components...")
+
+
+def test_backend_refuses_an_unknown_shot_schema_through_the_real_subprocess(tmp_path, backend_python):
+    shot = tmp_path / "shot"
+    shot.mkdir()
+    (shot / "shot.json").write_text(json.dumps({"schema": "rubble.shot/2"}))
+    run = backend.BackendRun(["validate", str(shot)], shot, backend_python)
+    events = list(run.events())
+    with pytest.raises(backend.BackendError) as err:
+        run.finish()
+    assert any(e["type"] == "error" for e in events), events
+    assert "rubble.shot/2" in str(err.value) and "rubble.shot/1" in str(err.value)
+    assert run.proc.returncode == 1

@@ -1,0 +1,59 @@
+"""Presets are data: the default loads, and every kind of bad input is reported by key."""
+import pytest
+
+from addon.core.preset import DEFAULT_PRESET, PresetError, load_preset, preset_from_dict
+from conftest import REPO, write_preset
+
+
+def test_default_preset_loads_with_typed_sections():
+    preset = load_preset(DEFAULT_PRESET)
+    assert preset.shot.resolution == (320, 192)
+    assert preset.model.weights == "auto"
+    assert preset.frame_count == preset.shot.frame_end - preset.shot.frame_start + 1
+
+
+def test_every_shipped_preset_is_valid():
+    for path in (REPO / "presets").glob("*.toml"):
+        load_preset(path)
+
+
+def test_problems_are_all_reported_with_their_keys(tmp_path):
+    data = load_preset().to_dict()
+    data["shot"]["fps"] = "fast"
+    data["building"]["storeys"] = 0
+    data["model"]["width"] = 500
+    data["look"]["colour"] = "red"
+    data["extra"] = {}
+    with pytest.raises(PresetError) as err:
+        preset_from_dict(data)
+    text = str(err.value)
+    for expected in ("shot.fps: expected int", "building.storeys: 0 is below the minimum 1",
+                     "model.width: 500 must be a multiple of 8", "look.colour: unknown key", "extra: unknown"):
+        assert expected in text, f"{expected!r} missing from:\n{text}"
+
+
+def test_unknown_schema_version_and_bad_toml_are_refused(tmp_path):
+    data = load_preset().to_dict()
+    data["schema"] = "rubble.preset/2"
+    with pytest.raises(PresetError, match="not supported by this Rubble"):
+        preset_from_dict(data)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[shot\nfps = 3")
+    with pytest.raises(PresetError, match="not valid TOML"):
+        load_preset(bad)
+    with pytest.raises(PresetError, match="file not found"):
+        load_preset(tmp_path / "missing.toml")
+
+
+def test_cross_field_rules(tmp_path):
+    with pytest.raises(PresetError, match="frame_end: 2 is before"):
+        load_preset(write_preset(tmp_path / "p.toml", shot={"frame_start": 5, "frame_end": 2}))
+    with pytest.raises(PresetError, match="overlap: 4 must be smaller"):
+        load_preset(write_preset(tmp_path / "q.toml", model={"window": 4, "overlap": 4}))
+
+
+def test_section_hash_changes_only_with_its_section():
+    a = load_preset()
+    b = preset_from_dict({**a.to_dict(), "look": {**a.to_dict()["look"], "prompt": "other"}})
+    assert a.section_hash("building") == b.section_hash("building")
+    assert a.section_hash("look") != b.section_hash("look")

@@ -1,0 +1,53 @@
+"""The scene stages in real bpy: the frame stands still with no trigger and falls with one."""
+import bpy
+import pytest
+
+from addon import pipeline
+from addon.core.preset import load_preset
+from conftest import SMALL_SHOT, write_preset
+
+
+def _bake(tmp_path, **overrides):
+    preset = load_preset(write_preset(tmp_path / "p.toml", **{**SMALL_SHOT, **overrides}))
+    job = pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=preset, stages=("build", "trigger", "bake"))
+    list(pipeline.run(job))
+    return job
+
+
+def _displacements(scene):
+    pieces = [o for o in scene.objects if o.get("rubble_role") == "building"]
+    scene.frame_set(scene.frame_start)
+    start = {o.name: o.matrix_world.translation.copy() for o in pieces}
+    scene.frame_set(scene.frame_end)
+    return {o.name: (o.matrix_world.translation - start[o.name]).length for o in pieces}
+
+
+def test_structure_stands_still_without_a_trigger(tmp_path):
+    job = _bake(tmp_path, shot={"frame_end": 24}, trigger={"kind": "none"})
+    moved = _displacements(job.scene)
+    assert max(moved.values()) < 0.01, sorted(moved.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_column_removal_collapses_the_front(tmp_path):
+    job = _bake(tmp_path, shot={"frame_end": 24}, trigger={"frame": 2})
+    moved = _displacements(job.scene)
+    fallen = [name for name, d in moved.items() if d > 1.0 and name.startswith("Slab")]
+    assert fallen, f"no slab fell more than 1 m: {sorted(moved.values())[-3:]}"
+    assert job.scene.rigidbody_world.point_cache.is_baked
+    assert (job.shot_dir / "shot.blend").exists() and (job.shot_dir / "shot.json").exists()
+
+
+def test_scene_is_reused_when_its_inputs_did_not_change(tmp_path):
+    job = _bake(tmp_path)
+    key = job.scene["rubble_scene_key"]
+    again = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("build",))
+    messages = [p.message for p in pipeline.run(again)]
+    assert messages.count("up to date, skipped") == 3, messages
+    assert again.scene["rubble_scene_key"] == key
+
+
+def test_passes_refuse_a_chunk_outside_the_shot(tmp_path):
+    job = _bake(tmp_path)
+    chunk = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("passes",), frames=(3, 9))
+    with pytest.raises(pipeline.StageError, match="outside the shot"):
+        list(pipeline.run(chunk))
