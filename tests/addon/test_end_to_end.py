@@ -1,0 +1,69 @@
+"""The whole pipeline headless, as `make demo` runs it: preset -> passes -> backend -> movie.
+
+Runs the CLI in fresh Blender processes and the backend in its own environment with
+the tiny random-weight model; then checks that a second run recomputes nothing.
+"""
+import json
+
+import bpy
+import pytest
+
+from conftest import run_cli
+
+STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory, backend_python):
+    from conftest import SMALL_SHOT, write_preset
+    root = tmp_path_factory.mktemp("e2e")
+    preset = write_preset(root / "small.toml", **SMALL_SHOT)
+    args = ("shot", str(root / "shot"), "--preset", str(preset), "--backend-python", str(backend_python),
+            "--tiny-model", str(root / "tiny-model"))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-4000:]
+    return root / "shot", args, first
+
+
+def test_shot_directory_is_complete(shot):
+    shot_dir, _, _ = shot
+    for name in ("shot.blend", "shot.json", "provenance.json", "contact_sheet.png", "final.mp4"):
+        assert (shot_dir / name).is_file(), f"{name} missing"
+    assert sorted(p.name for p in (shot_dir / "passes").glob("*.exr")) == [f"{f:04d}.exr" for f in range(1, 5)]
+    assert sorted(p.name for p in (shot_dir / "frames").glob("*.png")) == [f"{f:04d}.png" for f in range(1, 5)]
+    assert not list(shot_dir.rglob("*.tmp*")), "a temporary file was left behind"
+
+
+def test_movie_is_h264_mp4(shot):
+    data = (shot[0] / "final.mp4").read_bytes()
+    assert data[4:8] == b"ftyp", "not an MP4 container"
+    assert b"avc1" in data[:200_000], "no H.264 (avc1) track"
+
+
+def test_random_weights_are_disclosed(shot):
+    shot_dir, _, first = shot
+    provenance = json.loads((shot_dir / "provenance.json").read_text())
+    assert "random_weights" in first.stderr or "random weights" in first.stderr.lower()
+    assert json.dumps(provenance).count("smoke") >= 1
+    assert "AI-generated" in json.dumps(provenance)
+
+
+def test_sequencer_has_generated_above_clay(shot):
+    bpy.ops.wm.open_mainfile(filepath=str(shot[0] / "shot.blend"))
+    edit = bpy.data.scenes["Rubble Edit"]
+    strips = {s.name: s for s in edit.sequence_editor.strips}
+    assert strips["Generated (AI)"].channel > strips["Clay"].channel
+    assert strips["Generated (AI)"].frame_final_duration == 4
+    assert bpy.data.scenes["Rubble"].rigidbody_world.point_cache.is_baked
+
+
+def test_second_run_recomputes_nothing(shot):
+    shot_dir, args, _ = shot
+    before = {p: p.stat().st_mtime_ns for p in shot_dir.rglob("*") if p.is_file() and ".rubble" not in p.parts
+              and "logs" not in p.parts}
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for stage in STAGES:
+        assert f"{stage}: up to date, skipped" in second.stderr, f"{stage} ran again:\n{second.stderr[-2000:]}"
+    changed = [p for p, mtime in before.items() if p.exists() and p.stat().st_mtime_ns != mtime]
+    assert not changed, f"rewritten on a no-op run: {changed[:5]}"

@@ -1,0 +1,84 @@
+"""The passes as Blender writes them, checked against the conventions in docs/contract.md.
+
+A cube slides +x under a camera looking straight down: depth is planar camera z,
+the background is ~1e10, normals are world space, and the Vector pass's sign is pinned
+(Cycles takes the previous/next positions, so key interpolation does not matter).
+"""
+import bpy
+import numpy as np
+import OpenEXR
+import pytest
+
+from addon.core.preset import load_preset
+from addon.scene import build, passes
+from conftest import SMALL_SHOT, write_preset
+
+SPEED_M = 0.5        # cube motion per frame, world +x
+CAMERA_HEIGHT = 10.0
+
+
+def read_pass(path, name):
+    """Channels of one pass, matched by name as the backend does (never by part order)."""
+    found = {}
+    for part in OpenEXR.File(str(path)).parts:
+        for channel, data in part.channels.items():
+            layer, _, component = channel.partition(".")[2].rpartition(".")
+            if channel.endswith(".Combined") and name == "Combined":
+                return data.pixels
+            if layer == name:
+                found[component] = data.pixels
+    assert found, f"pass {name} not in {path}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def sliding_cube(tmp_path_factory):
+    out = tmp_path_factory.mktemp("passes")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    preset = load_preset(write_preset(out / "p.toml", **SMALL_SHOT))
+    coll = bpy.data.collections.new("Test")
+    scene.collection.children.link(coll)
+    cube = build.box("Cube", (2, 2, 2), (0, 0, 0), coll, "debris")
+    for frame in (1, 2, 3):
+        cube.location.x = (frame - 2) * SPEED_M
+        cube.keyframe_insert("location", frame=frame)
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    cam.location = (0, 0, CAMERA_HEIGHT)  # rotation 0: looks down -Z, +X right, +Y up on screen
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    passes.configure(scene, preset)
+    scene.cycles.samples = 1
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    passes.render_frame(scene, 2, out / "0002.exr")
+    # Screen pixels per metre at the cube's top face (1 m below its centre, 9 m from the camera).
+    px_per_m = 64 / (2 * (CAMERA_HEIGHT - 1.0) * np.tan(cam.data.angle / 2))
+    return out / "0002.exr", px_per_m, cube.pass_index
+
+
+def test_depth_is_planar_camera_z_with_far_background(sliding_cube):
+    path, _, _ = sliding_cube
+    z = read_pass(path, "Depth")["Z"]
+    assert z[32, 32] == pytest.approx(CAMERA_HEIGHT - 1.0, abs=1e-3)  # cube top at z=1
+    assert z[0, 0] > 1e9, "background depth should be ~1e10"
+
+
+def test_normals_are_world_space(sliding_cube):
+    n = read_pass(sliding_cube[0], "Normal")
+    assert (n["X"][32, 32], n["Y"][32, 32], n["Z"][32, 32]) == pytest.approx((0, 0, 1), abs=1e-3)
+
+
+def test_object_index_pass(sliding_cube):
+    index = read_pass(sliding_cube[0], "Object Index")["X"]
+    assert index[32, 32] == sliding_cube[2] and index[0, 0] == 0
+
+
+def test_vector_sign_for_motion_to_screen_right(sliding_cube):
+    path, px_per_m, _ = sliding_cube
+    v = read_pass(path, "Vector")
+    expected = SPEED_M * px_per_m
+    # XY: motion towards the previous frame (the cube came from the left: negative x).
+    assert v["X"][32, 32] == pytest.approx(-expected, rel=0.05)
+    # ZW: minus the motion towards the next frame (it goes right: +x, so negative).
+    assert v["Z"][32, 32] == pytest.approx(-expected, rel=0.05)
+    assert abs(v["Y"][32, 32]) < 0.05 and abs(v["W"][32, 32]) < 0.05
