@@ -43,7 +43,7 @@ class Progress:
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+        return self.done / self.total if self.total else 0.0
 
 
 @dataclass

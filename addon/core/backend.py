@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,18 +88,6 @@ def parse_event(line: str) -> dict[str, Any]:
         raise BackendError(f"The backend speaks event schema {schema!r}; this add-on reads {EVENTS_SCHEMA!r}.",
                            "Install the backend that ships with this add-on version.", code="protocol_mismatch")
     return event
-
-
-@dataclass
-class Progress:
-    stage: str
-    done: int
-    total: int
-    message: str
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
 
 
 class BackendRun:

@@ -55,8 +55,9 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
             return self._finish(context, {"ERROR"}, str(exc))
         if progress.message:
             context.scene.rubble.status = f"{progress.stage}: {progress.message}"
-        index = pipeline.STAGES.index(progress.stage.split(":")[0])
-        context.window_manager.progress_update(int(100 * (index + progress.fraction) / len(pipeline.STAGES)))
+        if progress.total:  # heartbeats (total 0) only keep the UI responsive
+            index = pipeline.STAGES.index(progress.stage.split(":")[0])
+            context.window_manager.progress_update(int(100 * (index + progress.fraction) / len(pipeline.STAGES)))
         return {"RUNNING_MODAL"}
 
     def _finish(self, context, level, message):
