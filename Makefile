@@ -49,7 +49,7 @@ extension: venv-blender
 	$(BPY) $(BLENDER_EXT) build --source-dir . --output-dir build/dist
 
 bench: venvs
-	$(IPY) bench/bench_generate.py
+	$(BPY) bench/bench_stages.py
 
 clean:
 	rm -rf build .pytest_cache
