@@ -1,0 +1,223 @@
+"""Command line: `python -m inference <command>` (docs/contract.md for what each one reads and writes).
+
+Each command is a short list of named, timed stages. Heavy imports (torch, diffusers) happen
+inside the stages that need them, so `--help` and `validate` return at once.
+"""
+
+import argparse
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from . import protocol
+from .protocol import BackendError
+
+# Where the add-on's preset lives when `doctor` runs without a shot.
+DEFAULT_PRESET = Path(__file__).resolve().parent.parent / "presets" / "default.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # exits 2 on a bad command line
+    # Libraries print to stdout now and then; stdout belongs to the event stream.
+    sys.stdout = sys.stderr
+    try:
+        return args.command(args)
+    except BackendError as exc:
+        protocol.error(exc.code, exc.message, exc.hint, exc)
+        return protocol.EXIT_ERROR
+    except Exception as exc:  # the user still gets one error event with the traceback
+        protocol.error(
+            "internal",
+            f"{type(exc).__name__}: {exc}",
+            "This is a bug in the Rubble backend; please report it with the traceback.",
+            exc,
+        )
+        return protocol.EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name, function, help_text, shot=True):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if shot:
+            sub.add_argument("shot", type=Path, help="shot directory (holds shot.json)")
+        sub.set_defaults(command=function)
+        return sub
+
+    command("validate", validate, "check shot.json and list the frames and windows")
+    sub = command("control", derive_control, "derive the control maps from the passes")
+    sub.add_argument("--frames", type=_frame_range, help="only these frames, e.g. 5-12 (normalisation stays shot-wide)")
+    sub = command("generate", generate, "control maps (if needed), windows, blend, contact sheet")
+    sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
+    sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
+    sub.add_argument("--windows", type=_indices, help="only these windows, e.g. 0,2 (a farm task); blend waits for all")
+    sub.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    command("blend", blend_windows, "cross-fade finished windows into frames/")
+    command("contact-sheet", contact_sheet, "write contact_sheet.png")
+    sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
+    sub.add_argument("directory", type=Path)
+    sub = command("doctor", doctor, "report versions, GPU, and which weights are on this machine", shot=False)
+    sub.add_argument("--shot", type=Path, help="check this shot's preset instead of presets/default.toml")
+    sub.add_argument("--tiny-model", help="tiny model directory to look for")
+    return parser
+
+
+def _frame_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST, got {text!r}") from None
+
+
+def _indices(text: str) -> list[int]:
+    try:
+        return sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated window numbers, got {text!r}") from None
+
+
+class _Stage:
+    """A named, timed step: logs to stderr, records its seconds in `timings`."""
+
+    def __init__(self, name: str, timings: dict):
+        self.name, self.timings = name, timings
+
+    def __enter__(self):
+        print(f"[{self.name}] …", file=sys.stderr)
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = round(time.perf_counter() - self.started, 3)
+        print(f"[{self.name}] {self.timings[self.name]:.2f} s", file=sys.stderr)
+
+
+def _relative(shot, paths) -> list[str]:
+    return [str(Path(p).relative_to(shot.directory)) for p in paths]
+
+
+def validate(args) -> int:
+    from . import shot as shot_module
+    from . import windows
+
+    shot = shot_module.load(args.shot)
+    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    missing = [f for f in shot.frames if not shot.pass_path(f).is_file()]
+    if missing:
+        protocol.warning("missing_passes", f"No pass files yet for frames {missing}.")
+    protocol.result(
+        "validate",
+        [],
+        frames=[shot.frame_start, shot.frame_end],
+        windows=[[shot.frames[w.start], shot.frames[w.stop - 1]] for w in plan],
+        weights=shot.model.weights,
+    )
+    return protocol.EXIT_OK
+
+
+def derive_control(args) -> int:
+    from . import control
+    from . import shot as shot_module
+
+    shot = shot_module.load(args.shot)
+    frames = shot.frames
+    if args.frames:
+        first, last = args.frames
+        frames = [f for f in shot.frames if first <= f <= last]
+    written = control.derive(shot, frames)
+    protocol.result("control", _relative(shot, written), frames=frames)
+    return protocol.EXIT_OK
+
+
+def generate(args) -> int:
+    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, windows
+    from . import shot as shot_module
+    from .cancel import CancelFlag, Cancelled
+
+    timings = {}
+    shot = shot_module.load(args.shot)
+    cancel = CancelFlag(shot.directory)
+    try:
+        with _Stage("control", timings):
+            control.derive(shot, shot.frames)
+        with _Stage("model", timings):
+            spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+            device = models.pick_device(args.device, spec)
+        with _Stage("windows", timings):
+            done = animatediff_controlnet.run(shot, spec, device, args.windows, cancel)
+    except Cancelled as exc:
+        plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+        kept = [str(windows.directory(shot.directory, w).relative_to(shot.directory)) for w in plan
+                if windows.read_record(shot.directory, w) is not None]
+        protocol.cancelled(f"Cancelled ({exc}); finished windows are kept and a rerun resumes.", kept)
+        return protocol.EXIT_CANCELLED
+    description = models.describe(spec)
+    provenance.write(shot, description)
+    outputs = ["provenance.json"]
+    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    complete = all(windows.read_record(shot.directory, w) is not None for w in plan)
+    if complete:
+        with _Stage("blend", timings):
+            outputs += _relative(shot, blend.run(shot))
+        with _Stage("contact_sheet", timings):
+            outputs += _relative(shot, [contact_sheet.write(shot)])
+    protocol.result(
+        "generate",
+        outputs,
+        windows_generated=done["generated"],
+        windows_skipped=done["skipped"],
+        blended=complete,
+        smoke_test=description["smoke_test"],
+        device=device,
+        timings=timings,
+    )
+    return protocol.EXIT_OK
+
+
+def blend_windows(args) -> int:
+    from . import blend
+    from . import shot as shot_module
+
+    shot = shot_module.load(args.shot)
+    protocol.result("blend", _relative(shot, blend.run(shot)))
+    return protocol.EXIT_OK
+
+
+def contact_sheet(args) -> int:
+    from . import contact_sheet as sheet
+    from . import shot as shot_module
+
+    shot = shot_module.load(args.shot)
+    protocol.result("contact-sheet", _relative(shot, [sheet.write(shot)]))
+    return protocol.EXIT_OK
+
+
+def tiny_model(args) -> int:
+    from . import tiny_model as tiny
+
+    started = time.perf_counter()
+    tiny.build(args.directory)
+    protocol.result("tiny-model", [str(args.directory)], seconds=round(time.perf_counter() - started, 3))
+    return protocol.EXIT_OK
+
+
+def doctor(args) -> int:
+    from . import doctor as doctor_module
+    from . import models
+    from . import shot as shot_module
+
+    if args.shot:
+        model = shot_module.load(args.shot).model
+    else:
+        preset = tomllib.loads(DEFAULT_PRESET.read_text(encoding="utf-8"))
+        model = shot_module.model_settings(preset["model"])
+    report = doctor_module.check(model, models.tiny_dir(args.tiny_model))
+    protocol.result("doctor", [], **report)
+    return protocol.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

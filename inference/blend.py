@@ -1,0 +1,66 @@
+"""Join the windows into the shot's frames: cross-fade overlaps, resize, write atomically."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from . import __version__, files, protocol, windows
+from .protocol import BackendError
+from .shot import Shot
+
+DISCLOSURE = "AI-generated"
+
+
+def frame_path(shot: Shot, frame: int):
+    return shot.directory / "frames" / f"{frame:04d}.png"
+
+
+def run(shot: Shot) -> list:
+    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    records = {w.index: windows.read_record(shot.directory, w) for w in plan}
+    missing = [i for i, r in records.items() if r is None]
+    if missing:
+        raise BackendError(
+            "windows_missing",
+            f"Windows {missing} of {len(plan)} are not generated yet, so the frames cannot be blended.",
+            f"Run: python -m inference generate {shot.directory} --windows {','.join(map(str, missing))}",
+        )
+    _check_same_generation(shot, records)
+    smoke_test = next(iter(records.values()))["inputs"]["model"]["smoke_test"]
+
+    text = {"Disclaimer": DISCLOSURE, "Software": f"Rubble {__version__}"}  # PNG spec 11.3.4.2 keywords
+    if smoke_test:
+        text["Warning"] = "random weights — smoke test"
+    written = []
+    for offset, frame in enumerate(shot.frames):
+        total, weight_sum = None, 0.0
+        for window in plan:
+            if window.start <= offset < window.stop:
+                weight = windows.weights(window, plan)[offset - window.start]
+                pixels = np.asarray(Image.open(windows.frame_path(shot.directory, window, frame)), dtype=np.float64)
+                total = pixels * weight if total is None else total + pixels * weight
+                weight_sum += weight
+        blended = Image.fromarray(np.round(total / weight_sum).astype(np.uint8))
+        if blended.size != shot.resolution:
+            blended = blended.resize(shot.resolution, Image.Resampling.LANCZOS)
+        path = frame_path(shot, frame)
+        files.write_png(path, blended, text)
+        written.append(path)
+        protocol.progress("blend", offset + 1, len(shot.frames), f"frame {frame}")
+    return written
+
+
+def _check_same_generation(shot: Shot, records: dict) -> None:
+    """Windows made with another model, look or seed would cut visibly; refuse to mix them."""
+    def generation(record):
+        inputs = record["inputs"]
+        return json.dumps({k: inputs[k] for k in ("model", "look", "seed", "size", "shot_frames")}, sort_keys=True)
+
+    kinds = {generation(r) for r in records.values()}
+    if len(kinds) > 1:
+        raise BackendError(
+            "windows_mixed",
+            f"The windows of {shot.directory} were generated with different models, looks or seeds.",
+            f"Run: python -m inference generate {shot.directory} (it redoes the out-of-date windows).",
+        )

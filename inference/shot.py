@@ -1,0 +1,174 @@
+"""shot.json: loading, version check and validation into typed, frozen settings (docs/contract.md)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .protocol import BackendError
+
+SCHEMA_NAME = "rubble.shot"
+SUPPORTED_MAJOR = 1
+WEIGHTS_CHOICES = ("auto", "pretrained", "tiny")
+
+
+@dataclass(frozen=True)
+class Camera:
+    matrix_world: tuple[tuple[float, ...], ...]  # 4x4, row-major, Blender's convention
+    lens_mm: float
+    clip_start: float
+    clip_end: float
+
+
+@dataclass(frozen=True)
+class Look:
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    controlnet_scale: float
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    family: str
+    weights: str
+    base: str
+    base_revision: str
+    motion_adapter: str
+    motion_adapter_revision: str
+    controlnet: str
+    controlnet_revision: str
+    width: int
+    height: int
+    window: int
+    overlap: int
+
+
+@dataclass(frozen=True)
+class Shot:
+    directory: Path
+    frame_start: int
+    frame_end: int
+    fps: float
+    resolution: tuple[int, int]  # width, height
+    seed: int
+    passes: str  # pattern relative to the shot dir, e.g. "passes/{frame:04d}.exr"
+    roles: dict[int, str]
+    cameras: dict[int, Camera]
+    look: Look
+    model: ModelSettings
+
+    @property
+    def frames(self) -> list[int]:
+        return list(range(self.frame_start, self.frame_end + 1))
+
+    def pass_path(self, frame: int) -> Path:
+        return self.directory / self.passes.format(frame=frame)
+
+
+def load(shot_dir: Path) -> Shot:
+    shot_dir = Path(shot_dir)
+    path = shot_dir / "shot.json"
+    fix = "Export the shot again from Blender (Rubble > Passes), or pass the shot directory that holds shot.json."
+    if not path.is_file():
+        raise BackendError("missing_shot", f"No shot.json in {shot_dir}.", fix)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackendError("invalid_shot", f"{path} is not valid JSON: {exc}.", fix) from exc
+    _check_schema(path, data.get("schema"))
+    try:
+        return _parse(shot_dir, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackendError("invalid_shot", f"{path} is malformed: {type(exc).__name__}: {exc}.", fix) from exc
+
+
+def _check_schema(path: Path, schema: object) -> None:
+    supported = f"{SCHEMA_NAME}/{SUPPORTED_MAJOR}"
+    name, _, version = str(schema).partition("/")
+    major = version.split(".")[0]
+    if name != SCHEMA_NAME or not major.isdigit():
+        raise BackendError(
+            "unsupported_schema",
+            f"{path} has schema {schema!r}; this backend reads {supported!r}.",
+            "Check that the path points at a Rubble shot directory.",
+        )
+    if int(major) != SUPPORTED_MAJOR:
+        newer = int(major) > SUPPORTED_MAJOR
+        raise BackendError(
+            "unsupported_schema",
+            f"{path} has schema {schema!r}, but this backend supports only {supported!r}.",
+            "Update the Rubble backend to match the add-on." if newer else "Re-export the shot with this add-on version.",
+        )
+
+
+def _parse(shot_dir: Path, data: dict) -> Shot:
+    frame_start, frame_end = int(data["frame_start"]), int(data["frame_end"])
+    if frame_end < frame_start:
+        raise ValueError(f"frame_end {frame_end} is before frame_start {frame_start}")
+    width, height = (int(v) for v in data["resolution"])
+    cameras = {int(frame): _camera(cam) for frame, cam in data["camera"].items()}
+    missing = [f for f in range(frame_start, frame_end + 1) if f not in cameras]
+    if missing:
+        raise ValueError(f"no camera for frames {missing}")
+    preset = data["preset"]
+    look, model = preset["look"], preset["model"]
+    settings = model_settings(model)
+    return Shot(
+        directory=shot_dir,
+        frame_start=frame_start,
+        frame_end=frame_end,
+        fps=float(data["fps"]),
+        resolution=(width, height),
+        seed=int(data["seed"]),
+        passes=str(data["passes"]),
+        roles={int(k): str(v) for k, v in data.get("roles", {}).items()},
+        cameras=cameras,
+        look=Look(
+            prompt=str(look["prompt"]),
+            negative_prompt=str(look.get("negative_prompt", "")),
+            steps=int(look["steps"]),
+            guidance_scale=float(look["guidance_scale"]),
+            controlnet_scale=float(look["controlnet_scale"]),
+        ),
+        model=settings,
+    )
+
+
+def _camera(cam: dict) -> Camera:
+    matrix = tuple(tuple(float(v) for v in row) for row in cam["matrix_world"])
+    if len(matrix) != 4 or any(len(row) != 4 for row in matrix):
+        raise ValueError("camera matrix_world must be 4x4")
+    return Camera(matrix, float(cam["lens_mm"]), float(cam["clip_start"]), float(cam["clip_end"]))
+
+
+def model_settings(model: dict) -> ModelSettings:
+    """The preset's [model] table, validated."""
+    settings = ModelSettings(
+        family=str(model["family"]),
+        weights=str(model["weights"]),
+        base=str(model["base"]),
+        base_revision=str(model["base_revision"]),
+        motion_adapter=str(model["motion_adapter"]),
+        motion_adapter_revision=str(model["motion_adapter_revision"]),
+        controlnet=str(model["controlnet"]),
+        controlnet_revision=str(model["controlnet_revision"]),
+        width=int(model["width"]),
+        height=int(model["height"]),
+        window=int(model["window"]),
+        overlap=int(model["overlap"]),
+    )
+    _check_model(settings)
+    return settings
+
+
+def _check_model(model: ModelSettings) -> None:
+    if model.family != "animatediff-controlnet":
+        raise ValueError(f"model family {model.family!r} is not supported (known: 'animatediff-controlnet')")
+    if model.weights not in WEIGHTS_CHOICES:
+        raise ValueError(f"model weights {model.weights!r} must be one of {WEIGHTS_CHOICES}")
+    # The VAE downsamples by 8 and the UNet by 2 more per level; SD1.5 pipelines want multiples of 8.
+    if model.width % 8 or model.height % 8:
+        raise ValueError(f"model width/height {model.width}x{model.height} must be multiples of 8")
+    if not 0 <= model.overlap < model.window:
+        raise ValueError(f"overlap {model.overlap} must be at least 0 and less than window {model.window}")

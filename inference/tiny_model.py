@@ -1,0 +1,184 @@
+"""A tiny, seeded, random-weight stand-in for the real model, built and saved locally.
+
+It uses the same architecture classes as the real AnimateDiff + ControlNet stack so that
+the real loading and generation code runs end to end without any download. Its
+dimensions follow diffusers' own fast test
+(tests/pipelines/animatediff/test_animatediff_controlnet.py, `get_dummy_components`),
+except where the real stack's shapes matter to us: the VAE and the ControlNet's
+conditioning embedding downsample by 8, like SD1.5, so latent sizes match.
+Its frames are noise-like; they prove the plumbing, never the look.
+"""
+
+import json
+from pathlib import Path
+
+# The layout mirrors the real repositories so one loader serves both.
+BASE = "base"
+MOTION_ADAPTER = "motion_adapter"
+CONTROLNET = "controlnet"
+MARKER = "rubble_tiny_model.json"
+
+SEED = 0
+CROSS_ATTENTION_DIM = 8
+BLOCK_OUT_CHANNELS = (8, 8)
+# Four encoder/decoder blocks -> three 2x downsamples -> vae_scale_factor 8, as in SD1.5.
+VAE_BLOCK_OUT_CHANNELS = (8, 8, 8, 8)
+# The ControlNet embeds the full-resolution control image down to latent size (SD1.5: 4 entries, 8x).
+CONDITIONING_EMBEDDING_OUT_CHANNELS = (4, 8, 8, 8)
+# diffusers' test puts attention in the full-resolution block; at 512x320 that is 2,560 tokens
+# per frame and most of the CPU time. Attention one level down (640 tokens) keeps every
+# class and code path but makes a 16-frame, 20-step window take seconds, not minutes.
+DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
+UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
+MAX_TOKENS = 77  # CLIP's context length, which the SD pipelines pad prompts to
+
+
+def is_tiny_model(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def build(out_dir: Path) -> None:
+    """Build the tiny model and save it (safetensors) under out_dir, atomically as a whole."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        _remove_tree(tmp)
+    base = tmp / BASE
+
+    torch.manual_seed(SEED)
+    UNet2DConditionModel(
+        block_out_channels=BLOCK_OUT_CHANNELS,
+        layers_per_block=2,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=DOWN_BLOCK_TYPES,
+        up_block_types=UP_BLOCK_TYPES,
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        norm_num_groups=2,
+    ).save_pretrained(base / "unet", safe_serialization=True)
+
+    torch.manual_seed(SEED)
+    AutoencoderKL(
+        block_out_channels=VAE_BLOCK_OUT_CHANNELS,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * len(VAE_BLOCK_OUT_CHANNELS),
+        up_block_types=["UpDecoderBlock2D"] * len(VAE_BLOCK_OUT_CHANNELS),
+        latent_channels=4,
+        norm_num_groups=2,
+    ).save_pretrained(base / "vae", safe_serialization=True)
+
+    tokenizer = _tokenizer()
+    tokenizer.save_pretrained(base / "tokenizer")
+    torch.manual_seed(SEED)
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=CROSS_ATTENTION_DIM,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            max_position_embeddings=MAX_TOKENS,
+            vocab_size=len(tokenizer),
+        )
+    ).save_pretrained(base / "text_encoder", safe_serialization=True)
+
+    # DDIM with the settings the diffusers AnimateDiff docs use for SD1.5 motion adapters.
+    DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="linear",
+        clip_sample=False,
+        timestep_spacing="linspace",
+        steps_offset=1,
+    ).save_pretrained(base / "scheduler")
+
+    torch.manual_seed(SEED)
+    MotionAdapter(
+        block_out_channels=BLOCK_OUT_CHANNELS,
+        motion_layers_per_block=2,
+        motion_norm_num_groups=2,
+        motion_num_attention_heads=4,
+    ).save_pretrained(tmp / MOTION_ADAPTER, safe_serialization=True)
+
+    torch.manual_seed(SEED)
+    controlnet = ControlNetModel(
+        block_out_channels=BLOCK_OUT_CHANNELS,
+        layers_per_block=2,
+        in_channels=4,
+        down_block_types=DOWN_BLOCK_TYPES,
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        conditioning_embedding_out_channels=CONDITIONING_EMBEDDING_OUT_CHANNELS,
+        norm_num_groups=2,
+    )
+    _randomise_zero_convolutions(controlnet)
+    controlnet.save_pretrained(tmp / CONTROLNET, safe_serialization=True)
+
+    (tmp / MARKER).write_text(
+        json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    if out_dir.exists():
+        _remove_tree(out_dir)
+    tmp.rename(out_dir)
+
+
+def _randomise_zero_convolutions(controlnet) -> None:
+    """A fresh ControlNet's output convolutions are zero (ControlNet paper, "zero convolution"),
+    so its control input would change nothing. Random-initialise them, seeded, so tests can see
+    that different control maps give different frames."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(SEED + 1)
+    zero_convs = [controlnet.controlnet_cond_embedding.conv_out, controlnet.controlnet_mid_block]
+    zero_convs += list(controlnet.controlnet_down_blocks)
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.5)
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.1)
+
+
+def _tokenizer():
+    """A CLIP tokenizer with no merges: every byte is a token (the real one has 49,408 BPE tokens).
+
+    Byte-level BPE maps bytes to printable characters (GPT-2's `bytes_to_unicode`); a word's
+    last symbol carries the "</w>" suffix (CLIP's end-of-word marker), so both forms are needed.
+    """
+    from transformers import CLIPTokenizer
+
+    symbols = _byte_level_alphabet()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in symbols:
+        vocab[symbol] = len(vocab)
+    for symbol in symbols:
+        vocab[symbol + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS)
+
+
+def _byte_level_alphabet() -> list[str]:
+    # GPT-2's bytes_to_unicode (openai/gpt-2 src/encoder.py): printable bytes map to themselves,
+    # the rest to code points from 256 upwards.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    code_points = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            code_points.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in code_points]
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
