@@ -18,9 +18,9 @@ DEFAULT_PRESET = Path(__file__).resolve().parent.parent / "presets" / "default.t
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)  # exits 2 on a bad command line
-    # Libraries print to stdout now and then; stdout belongs to the event stream.
+    # stdout belongs to the event stream; --help text and libraries' stray prints go to stderr.
     sys.stdout = sys.stderr
+    args = _parser().parse_args(argv)  # exits 2 on a bad command line
     try:
         return args.command(args)
     except BackendError as exc:

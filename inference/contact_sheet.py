@@ -10,7 +10,7 @@ COLUMNS = ("clay", "depth", "normal", "generated")
 MAX_ROWS = 4
 CELL_WIDTH = 256
 LABEL_HEIGHT = 18
-BANNER_HEIGHT = 32
+BANNER_HEIGHT = 36
 BANNER = "RANDOM WEIGHTS — SMOKE TEST"
 MISSING_GREY = (64, 64, 64)
 
@@ -32,7 +32,8 @@ def write(shot: Shot):
     font = ImageFont.load_default()
     if smoke_test:
         draw.rectangle([0, 0, sheet.width, BANNER_HEIGHT], fill=(200, 0, 0))
-        draw.text((8, 8), BANNER, fill="white", font=font)
+        # Pillow's built-in font has no em dash.
+        draw.text((8, 6), BANNER.replace("—", "-"), fill="white", font=ImageFont.load_default(size=24))
     for column, name in enumerate(COLUMNS):
         draw.text((column * cell[0] + 4, banner + 2), name, fill="white", font=font)
     for row, frame in enumerate(rows):

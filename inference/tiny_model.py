@@ -30,6 +30,7 @@ CONDITIONING_EMBEDDING_OUT_CHANNELS = (4, 8, 8, 8)
 # class and code path but makes a 16-frame, 20-step window take seconds, not minutes.
 DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
 UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
+CONTROL_OUTPUT_GAIN = 16.0  # measured: makes a changed depth map move the tiny model's frames visibly
 MAX_TOKENS = 77  # CLIP's context length, which the SD pipelines pad prompts to
 
 
@@ -134,16 +135,25 @@ def build(out_dir: Path) -> None:
 def _randomise_zero_convolutions(controlnet) -> None:
     """A fresh ControlNet's output convolutions are zero (ControlNet paper, "zero convolution"),
     so its control input would change nothing. Random-initialise them, seeded, so tests can see
-    that different control maps give different frames."""
+    that different control maps give different frames.
+
+    The conditioning embedding is re-initialised too: with 4-8 channels and PyTorch's default
+    init the control signal shrinks ~4x per layer and is gone after its seven convolutions.
+    He-normal weights (He et al. 2015, std sqrt(2 / fan_in)) and zero biases keep it alive, and
+    a gain on the output convolutions makes the control as loud as the latent it steers.
+    """
     import torch
 
     generator = torch.Generator("cpu").manual_seed(SEED + 1)
-    zero_convs = [controlnet.controlnet_cond_embedding.conv_out, controlnet.controlnet_mid_block]
-    zero_convs += list(controlnet.controlnet_down_blocks)
+    embedding = controlnet.controlnet_cond_embedding
+    hidden = [embedding.conv_in, *embedding.blocks]
+    outputs = [embedding.conv_out, controlnet.controlnet_mid_block, *controlnet.controlnet_down_blocks]
     with torch.no_grad():
-        for conv in zero_convs:
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.5)
-            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.1)
+        for conv in hidden + outputs:
+            gain = CONTROL_OUTPUT_GAIN if conv in outputs else 1.0
+            fan_in = conv.weight[0].numel()
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * gain * (2.0 / fan_in) ** 0.5)
+            conv.bias.zero_()
 
 
 def _tokenizer():
