@@ -50,6 +50,8 @@ def _log(message: str) -> None:
 
 
 def run_shot(args) -> int:
+    import bpy
+    bpy.context.preferences.filepaths.save_version = 0  # no shot.blend1 backups in a shot directory
     preset = load_preset(args.preset)
     job = pipeline.ShotJob(shot_dir=args.shot_dir, preset=preset,
                            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),

@@ -100,9 +100,8 @@ def download_hint(spec: ModelSpec) -> str:
 
     commands = "; ".join(f"hf download {s.location} --revision {s.revision}" for s in spec.sources)
     return (
-        f"Download the weights on a machine with network access ({commands}) into the Hugging Face cache "
-        f"({constants.HF_HUB_CACHE}; set HF_HOME to move it), or set [model] weights = \"auto\" or \"tiny\" "
-        "for a random-weight smoke test. Rubble never downloads."
+        f"For real frames, download the weights on a machine with network access ({commands}) into the "
+        f"Hugging Face cache ({constants.HF_HUB_CACHE}; set HF_HOME to move it). Rubble never downloads."
     )
 
 
@@ -117,7 +116,7 @@ def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpe
             raise BackendError(
                 "missing_weights",
                 f"The preset's weights are not on this machine; missing: {', '.join(missing)}.",
-                download_hint(real),
+                download_hint(real) + ' Or set [model] weights = "auto" (or "tiny") for a random-weight smoke test.',
             )
         protocol.warning(
             "random_weights",
