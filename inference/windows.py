@@ -47,9 +47,10 @@ def record_path(shot_dir: Path, window: Window) -> Path:
 
 def read_record(shot_dir: Path, window: Window) -> dict | None:
     path = record_path(shot_dir, window)
-    if not path.is_file():
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):  # absent or torn by a crash: redo the window
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def weights(window: Window, windows: list[Window]) -> np.ndarray:
