@@ -56,7 +56,7 @@ def run_shot(args) -> int:
     job = pipeline.ShotJob(shot_dir=args.shot_dir, preset=preset,
                            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
                            frames=args.frames, backend_python=args.backend_python,
-                           weights=args.weights, tiny_model=args.tiny_model)
+                           weights=args.weights, tiny_model=args.tiny_model, owns_session=True)
     last_line = None
     start = time.perf_counter()
     for progress in pipeline.run(job):

@@ -55,6 +55,9 @@ class ShotJob:
     backend_python: str = ""                   # add-on preference or --backend-python
     weights: str | None = None                 # overrides preset model.weights
     tiny_model: Path | None = None
+    # True when this process belongs to the job (the CLI): it may reset or open the main
+    # file. False inside an artist's session: the shot gets its own scene, nothing else changes.
+    owns_session: bool = False
     cancel_requested: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     scene: bpy.types.Scene | None = None
@@ -98,16 +101,16 @@ def _up_to_date(stage: str) -> Progress:
 # --- scene stages -----------------------------------------------------------------
 
 def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
-    """The shot's scene: reused when its key matches, reloaded from shot.blend when
-    headless and fresh, otherwise a new empty one (the old one is replaced)."""
+    """The shot's scene: reused when its key matches, reloaded from shot.blend when the
+    process is the job's own and the file is fresh, otherwise a new empty one."""
     key = job.scene_key()
     existing = bpy.data.scenes.get(SCENE_NAME)
     if existing is not None and existing.get("rubble_scene_key") == key:
         return existing
-    if bpy.app.background and job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"]):
+    if job.owns_session and job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"]):
         bpy.ops.wm.open_mainfile(filepath=str(job.blend_path))
         return bpy.data.scenes[SCENE_NAME]
-    if bpy.app.background:
+    if job.owns_session:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         scene = bpy.context.scene
     else:

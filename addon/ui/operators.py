@@ -1,6 +1,8 @@
 """Generate Final: runs the missing stages with a progress bar and Cancel (Esc).
 
-Thin by design: check, read settings, drive `pipeline.run` one step per timer tick.
+Thin by design: check, read settings, drive `pipeline.run`. From the UI (invoke) it
+advances one step per timer tick, so Blender never freezes; from a script or
+`blender -b` (execute) it runs the same steps to the end.
 """
 import bpy
 
@@ -8,6 +10,8 @@ from .. import pipeline
 from ..core.backend import BackendError, find_backend_python
 from ..core.preset import PresetError, load_preset
 from .preferences import backend_python_preference
+
+_FAILURES = (pipeline.StageError, BackendError, RuntimeError)
 
 
 class RUBBLE_OT_generate_final(bpy.types.Operator):
@@ -20,18 +24,39 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
     _job = None
     _steps = None
 
-    def invoke(self, context, event):
+    def _prepare(self, context) -> bool:
+        """Check everything that can be checked before any work starts."""
         settings = context.scene.rubble
         try:
             preset = load_preset(bpy.path.abspath(settings.preset_path))
             python = find_backend_python(backend_python_preference(context))
         except (PresetError, BackendError) as exc:
             self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+            return False
         self._job = pipeline.ShotJob(
             shot_dir=bpy.path.abspath(settings.shot_dir), preset=preset, backend_python=str(python),
             weights=None if settings.weights == "PRESET" else settings.weights)
         self._steps = pipeline.run(self._job)
+        return True
+
+    def execute(self, context):
+        if not self._prepare(context):
+            return {"CANCELLED"}
+        try:
+            for _ in self._steps:
+                pass
+        except pipeline.Cancelled as exc:
+            self.report({"WARNING"}, str(exc))
+            return {"CANCELLED"}
+        except _FAILURES as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Rubble: done, frames in {self._job.shot_dir}")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if not self._prepare(context):
+            return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 100)
@@ -51,7 +76,7 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
             return self._finish(context, {"INFO"}, f"Rubble: done, frames in {self._job.shot_dir}")
         except pipeline.Cancelled as exc:
             return self._finish(context, {"WARNING"}, str(exc))
-        except (pipeline.StageError, BackendError, RuntimeError) as exc:
+        except _FAILURES as exc:
             return self._finish(context, {"ERROR"}, str(exc))
         if progress.message:
             context.scene.rubble.status = f"{progress.stage}: {progress.message}"

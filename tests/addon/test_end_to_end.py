@@ -31,6 +31,8 @@ def test_shot_directory_is_complete(shot):
         assert (shot_dir / name).is_file(), f"{name} missing"
     assert sorted(p.name for p in (shot_dir / "passes").glob("*.exr")) == [f"{f:04d}.exr" for f in range(1, 5)]
     assert sorted(p.name for p in (shot_dir / "frames").glob("*.png")) == [f"{f:04d}.png" for f in range(1, 5)]
+    for kind in ("depth", "normal", "clay"):  # the backend read Blender's own EXRs
+        assert len(list((shot_dir / "control" / kind).glob("*.png"))) == 4, f"control/{kind} incomplete"
     assert not list(shot_dir.rglob("*.tmp*")), "a temporary file was left behind"
 
 

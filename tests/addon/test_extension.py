@@ -28,6 +28,12 @@ assert state() == (False, False, False), state()
 bpy.ops.preferences.addon_enable(module=module)
 assert state() == (True, True, True), state()
 print("TOGGLED-OK")
+# No backend environment beside the installed extension: Generate Final refuses at once,
+# naming the command that creates one from the requirements shipped in the zip.
+try:
+    bpy.ops.rubble.generate_final()
+except RuntimeError as exc:
+    print("REFUSED:", exc)
 """
 
 
@@ -64,4 +70,9 @@ def test_zip_installs_and_enables_disables_enables(built_zip, tmp_path):
     result = subprocess.run([sys.executable, "-c", INSTALL_AND_TOGGLE, str(built_zip)], capture_output=True,
                             text=True, env=env, cwd=tmp_path, timeout=300)
     assert "TOGGLED-OK" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "extensions" / "user_default" / "rubble" / "blender_manifest.toml").exists()
+    installed = tmp_path / "extensions" / "user_default" / "rubble"
+    assert (installed / "blender_manifest.toml").exists()
+    refusal = result.stdout[result.stdout.index("REFUSED:"):]
+    assert "backend environment was not found" in refusal
+    assert f"-m venv {installed / '.venv-inference'}" in refusal
+    assert f"-r {installed / 'requirements' / 'inference.txt'}" in refusal

@@ -9,7 +9,7 @@ from conftest import SMALL_SHOT, write_preset
 
 def _bake(tmp_path, **overrides):
     preset = load_preset(write_preset(tmp_path / "p.toml", **{**SMALL_SHOT, **overrides}))
-    job = pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=preset, stages=("build", "trigger", "bake"))
+    job = pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=preset, stages=("build", "trigger", "bake"), owns_session=True)
     list(pipeline.run(job))
     return job
 
@@ -40,7 +40,7 @@ def test_column_removal_collapses_the_front(tmp_path):
 def test_scene_is_reused_when_its_inputs_did_not_change(tmp_path):
     job = _bake(tmp_path)
     key = job.scene["rubble_scene_key"]
-    again = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("build",))
+    again = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("build",), owns_session=True)
     messages = [p.message for p in pipeline.run(again)]
     assert messages.count("up to date, skipped") == 3, messages
     assert again.scene["rubble_scene_key"] == key
@@ -48,6 +48,6 @@ def test_scene_is_reused_when_its_inputs_did_not_change(tmp_path):
 
 def test_passes_refuse_a_chunk_outside_the_shot(tmp_path):
     job = _bake(tmp_path)
-    chunk = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("passes",), frames=(3, 9))
+    chunk = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("passes",), frames=(3, 9), owns_session=True)
     with pytest.raises(pipeline.StageError, match="outside the shot"):
         list(pipeline.run(chunk))
