@@ -104,10 +104,12 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
     """The shot's scene: reused when its key matches, reloaded from shot.blend when the
     process is the job's own and the file is fresh, otherwise a new empty one."""
     key = job.scene_key()
+    fresh_on_disk = job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"])
     existing = bpy.data.scenes.get(SCENE_NAME)
-    if existing is not None and existing.get("rubble_scene_key") == key:
+    if (existing is not None and existing.get("rubble_scene_key") == key
+            and existing.get("rubble_shot_dir") == str(job.shot_dir) and fresh_on_disk):
         return existing
-    if job.owns_session and job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"]):
+    if job.owns_session and fresh_on_disk:
         bpy.ops.wm.open_mainfile(filepath=str(job.blend_path))
         return bpy.data.scenes[SCENE_NAME]
     if job.owns_session:
@@ -151,6 +153,7 @@ def stage_bake(job: ShotJob) -> Iterator[Progress]:
                               {"rubble": VERSION, "blender": bpy.app.version_string, "python": platform.python_version()})
     write_manifest(job.shot_dir, manifest)
     scene["rubble_scene_key"] = job.scene_key()
+    scene["rubble_shot_dir"] = str(job.shot_dir)
     job.shot_dir.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(job.blend_path), copy=True)
     job.stamps.record("bake", job.scene_key())
@@ -205,7 +208,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
     try:
         ended = False
         while not ended:
-            if job.cancel_requested:
+            if job.cancel_requested and not run.cancel_sent:
                 run.cancel()
             events, ended = run.poll()
             for event in events:

@@ -111,6 +111,7 @@ class BackendRun:
         self.last_error: dict[str, Any] | None = None
         self.results: list[dict[str, Any]] = []
         self.warnings: list[dict[str, Any]] = []
+        self.cancel_sent = False
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -149,6 +150,7 @@ class BackendRun:
 
     def cancel(self) -> None:
         """Cooperative: the backend stops at the next step and keeps finished windows."""
+        self.cancel_sent = True
         (self.shot_dir / CANCEL_FILE).touch()
         if self.proc.poll() is None and sys.platform != "win32":
             self.proc.send_signal(signal.SIGINT)
@@ -160,7 +162,9 @@ class BackendRun:
         self._log.close()
         if code == 0:
             return self.results
-        if code == EXIT_CANCELLED:
+        # A SIGINT that lands before the backend installs its handler (while torch imports)
+        # ends it with a plain KeyboardInterrupt: still a cancel, not a crash.
+        if code == EXIT_CANCELLED or (self.cancel_sent and self.last_error is None):
             raise BackendCancelled("Generation was cancelled; finished windows were kept.",
                                    "Run Generate again to resume where it stopped.", code="cancelled")
         if self.last_error:

@@ -52,6 +52,12 @@ def backend_python() -> Path:
     return Path(value)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Where the backend builds the tiny smoke-test model on first use (once per session)."""
+    return tmp_path_factory.mktemp("tiny") / "tiny-model"
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """The headless CLI in a fresh Blender process, as a farm would run it."""
     return subprocess.run([sys.executable, "-m", "addon.cli", *args], cwd=REPO, capture_output=True,

@@ -8,18 +8,19 @@ import json
 import bpy
 import pytest
 
-from conftest import run_cli
+from addon import pipeline
+from addon.core.preset import load_preset
+from conftest import SMALL_SHOT, run_cli, write_preset
 
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
 
 
 @pytest.fixture(scope="module")
-def shot(tmp_path_factory, backend_python):
-    from conftest import SMALL_SHOT, write_preset
+def shot(tmp_path_factory, backend_python, tiny_model_dir):
     root = tmp_path_factory.mktemp("e2e")
     preset = write_preset(root / "small.toml", **SMALL_SHOT)
     args = ("shot", str(root / "shot"), "--preset", str(preset), "--backend-python", str(backend_python),
-            "--tiny-model", str(root / "tiny-model"))
+            "--tiny-model", str(tiny_model_dir))
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-4000:]
     return root / "shot", args, first
@@ -69,3 +70,27 @@ def test_second_run_recomputes_nothing(shot):
         assert f"{stage}: up to date, skipped" in second.stderr, f"{stage} ran again:\n{second.stderr[-2000:]}"
     changed = [p for p, mtime in before.items() if p.exists() and p.stat().st_mtime_ns != mtime]
     assert not changed, f"rewritten on a no-op run: {changed[:5]}"
+
+
+def test_cancel_during_generate_keeps_finished_windows_and_resumes(tmp_path, backend_python, tiny_model_dir):
+    # Two windows of two frames, slow enough (30 steps) to cancel after the first one.
+    preset = load_preset(write_preset(tmp_path / "slow.toml", **{
+        **SMALL_SHOT, "look": {"steps": 30}, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 0}}))
+
+    def job():
+        return pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=preset, backend_python=str(backend_python),
+                                tiny_model=tiny_model_dir, owns_session=True)
+
+    first = job()
+    with pytest.raises(pipeline.Cancelled):
+        for progress in pipeline.run(first):
+            if progress.stage == "generate:window" and "done" in progress.message:
+                first.cancel_requested = True
+    shot_dir = first.shot_dir
+    assert (shot_dir / "windows" / "000" / "record.json").is_file(), "the finished window was not kept"
+    assert not (shot_dir / "windows" / "001" / "record.json").exists()
+    assert not (shot_dir / "final.mp4").exists()
+
+    messages = [p.message for p in pipeline.run(job())]
+    assert "window 0 unchanged, skipped" in messages, messages
+    assert (shot_dir / "final.mp4").is_file()
