@@ -50,6 +50,7 @@ extension: venv-blender
 
 bench: venvs
 	$(BPY) bench/bench_stages.py
+	$(IPY) bench/inference_cpu.py
 
 clean:
 	rm -rf build .pytest_cache
