@@ -7,6 +7,7 @@ runs again only when something it depends on changed.
 """
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -188,9 +189,25 @@ def _generated_frames(job: ShotJob) -> list[Path]:
     return [job.shot_dir / "frames" / f"{f:04d}.png" for f in job.shot_frames()]
 
 
+def _real_weights_arrived(job: ShotJob, python: Path) -> bool:
+    """Smoke-test frames made under `weights = "auto"` are stale once the real weights are
+    on this machine: their presence is an input too (a cache lookup, no torch import)."""
+    if (job.weights or job.preset.model.weights) != "auto":
+        return False
+    try:
+        provenance = json.loads((job.shot_dir / "provenance.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return True
+    if not provenance.get("smoke_test"):
+        return False
+    results = backend.run_to_end(["validate", str(job.shot_dir), "--check-weights"], job.shot_dir, python)
+    return any(r.get("real_weights_present") for r in results)
+
+
 def stage_generate(job: ShotJob) -> Iterator[Progress]:
     outputs = [*_generated_frames(job), job.shot_dir / "provenance.json", job.shot_dir / "contact_sheet.png"]
-    if job.stamps.is_fresh("generate", job.generate_key(), outputs):
+    python = backend.find_backend_python(job.backend_python)
+    if job.stamps.is_fresh("generate", job.generate_key(), outputs) and not _real_weights_arrived(job, python):
         yield _up_to_date("generate")
         return
     key = job.pass_key()
@@ -198,7 +215,6 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
     if missing:
         raise StageError(f"Passes are missing or stale for {len(missing)} frames (first: {missing[0]}). "
                          "Render them first (stage `passes`; on a farm, every chunk must finish before `generate`).")
-    python = backend.find_backend_python(job.backend_python)
     args = ["generate", str(job.shot_dir)]
     if job.weights:
         args += ["--weights", job.weights]

@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=function)
         return sub
 
-    command("validate", validate, "check shot.json and list the frames and windows")
+    sub = command("validate", validate, "check shot.json and list the frames and windows")
+    sub.add_argument("--check-weights", action="store_true",
+                     help="also say whether the preset's real weights are on this machine (no torch import)")
     sub = command("control", derive_control, "derive the control maps from the passes")
     sub.add_argument("--frames", type=_frame_range, help="only these frames, e.g. 5-12 (normalisation stays shot-wide)")
     sub = command("generate", generate, "control maps (if needed), windows, blend, contact sheet")
@@ -108,12 +110,18 @@ def validate(args) -> int:
     missing = [f for f in shot.frames if not shot.pass_path(f).is_file()]
     if missing:
         protocol.warning("missing_passes", f"No pass files yet for frames {missing}.")
+    extra = {}
+    if args.check_weights:
+        from . import models
+
+        extra["real_weights_present"] = not models.missing_files(models.real_spec(shot.model))
     protocol.result(
         "validate",
         [],
         frames=[shot.frame_start, shot.frame_end],
         windows=[[shot.frames[w.start], shot.frames[w.stop - 1]] for w in plan],
         weights=shot.model.weights,
+        **extra,
     )
     return protocol.EXIT_OK
 

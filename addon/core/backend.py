@@ -172,3 +172,11 @@ class BackendRun:
                                self.last_error.get("hint", ""), code=self.last_error.get("code", "backend_error"))
         raise BackendError(f"The backend exited with code {code} without an error event.",
                            f"See its log: {self.log_path}", code="backend_crashed")
+
+
+def run_to_end(args: list[str], shot_dir: Path, python: Path) -> list[dict[str, Any]]:
+    """A quick backend command, blocking: its `result` events, or the BackendError."""
+    run = BackendRun(args, shot_dir, python)
+    for _ in run.events():
+        pass
+    return run.finish()

@@ -72,6 +72,44 @@ def test_second_run_recomputes_nothing(shot):
     assert not changed, f"rewritten on a no-op run: {changed[:5]}"
 
 
+# What the backend requires of each repository (inference/models.py), in diffusers' layouts.
+BASE_FILES = ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+              "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+              "text_encoder/model.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt",
+              "scheduler/scheduler_config.json")
+SINGLE_MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+
+
+def _fake_hub_cache(root, preset):
+    """The preset's three repositories laid out as the Hugging Face cache does, with empty files."""
+    model = preset.model
+    for repo, revision, files in ((model.base, model.base_revision, BASE_FILES),
+                                  (model.motion_adapter, model.motion_adapter_revision, SINGLE_MODEL_FILES),
+                                  (model.controlnet, model.controlnet_revision, SINGLE_MODEL_FILES)):
+        folder = root / ("models--" + repo.replace("/", "--"))
+        commit = "0" * 40
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / revision).write_text(commit)
+        for name in files:
+            path = folder / "snapshots" / commit / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+
+
+def test_smoke_test_frames_are_regenerated_once_real_weights_arrive(shot, tmp_path, monkeypatch):
+    import shutil
+    shot_dir, args, _ = shot
+    copy = tmp_path / "shot"
+    shutil.copytree(shot_dir, copy)
+    rerun = [copy if a == str(shot_dir) else a for a in args]
+    _fake_hub_cache(tmp_path / "hub", load_preset(args[args.index("--preset") + 1]))
+    result = run_cli(*map(str, rerun), env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert "generate: up to date, skipped" not in result.stderr, "kept smoke-test frames despite real weights"
+    # The fake weights are empty files, so loading them must fail, loudly and without losing the frames.
+    assert result.returncode == 1
+    assert len(list((copy / "frames").glob("*.png"))) == 4
+
+
 def test_cancel_during_generate_keeps_finished_windows_and_resumes(tmp_path, backend_python, tiny_model_dir):
     # Two windows of two frames, slow enough (30 steps) to cancel after the first one.
     preset = load_preset(write_preset(tmp_path / "slow.toml", **{
