@@ -3,25 +3,33 @@
 #   make test   run the add-on tests (real bpy) and the backend tests (real diffusers)
 PYTHON ?= python3.11
 BLENDER_VENV := .venv-blender
+BLENDER42_VENV := .venv-blender-4.2
 INFERENCE_VENV := .venv-inference
 BPY := $(BLENDER_VENV)/bin/python
+BPY42 := $(BLENDER42_VENV)/bin/python
 IPY := $(INFERENCE_VENV)/bin/python
 DEMO_DIR ?= build/demo
 TINY_MODEL ?= build/tiny-model
 BLENDER_EXT = $(firstword $(wildcard $(BLENDER_VENV)/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
 
-.PHONY: all venvs venv-blender venv-inference demo test test-addon test-inference extension bench clean
+.PHONY: all venvs venv-blender venv-blender-4.2 venv-inference demo test test-addon test-addon-4.2 test-inference extension bench clean
 
 all: venvs
 
 venvs: venv-blender venv-inference
 venv-blender: $(BLENDER_VENV)/.installed
+venv-blender-4.2: $(BLENDER42_VENV)/.installed
 venv-inference: $(INFERENCE_VENV)/.installed
 
 # A stamp per environment: rebuilt only when its requirement files change.
-$(BLENDER_VENV)/.installed: requirements/blender.txt requirements/blender.lock.txt
+$(BLENDER_VENV)/.installed: requirements/blender.txt requirements/blender-tools.txt requirements/blender.lock.txt
 	$(PYTHON) -m venv $(BLENDER_VENV)
 	$(BPY) -m pip install --quiet --disable-pip-version-check -r requirements/blender.txt -c requirements/blender.lock.txt
+	touch $@
+
+$(BLENDER42_VENV)/.installed: requirements/blender-4.2.txt requirements/blender-tools.txt requirements/blender.lock.txt
+	$(PYTHON) -m venv $(BLENDER42_VENV)
+	$(BPY42) -m pip install --quiet --disable-pip-version-check -r requirements/blender-4.2.txt -c requirements/blender.lock.txt
 	touch $@
 
 $(INFERENCE_VENV)/.installed: requirements/inference.txt requirements/inference.lock.txt
@@ -33,12 +41,14 @@ demo: venvs
 	$(BPY) -m addon.cli shot $(DEMO_DIR) --preset presets/default.toml \
 	    --backend-python $(IPY) --tiny-model $(TINY_MODEL)
 
-test: venvs
-	$(IPY) -m pytest tests/inference -q
+# The add-on tests run on Blender 5.0 and on 4.2 LTS, the versions the manifest claims.
+test: test-inference test-addon test-addon-4.2
+
+test-addon: venv-blender venv-inference
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
 
-test-addon: venv-blender
-	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
+test-addon-4.2: venv-blender-4.2 venv-inference
+	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY42) -m pytest tests/addon -q
 
 test-inference: venv-inference
 	$(IPY) -m pytest tests/inference -q

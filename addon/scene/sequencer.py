@@ -13,6 +13,10 @@ EDIT_SCENE = "Rubble Edit"
 CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
 
 
+def strip_collection(editor: bpy.types.SequenceEditor):
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
 def _image_strip(strips, name: str, files: list[Path], channel: int, frame_start: int):
     strip = strips.new_image(name=name, filepath=str(files[0]), channel=channel, frame_start=frame_start)
     for path in files[1:]:
@@ -30,8 +34,7 @@ def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Pa
     edit.render.resolution_x = shot_scene.render.resolution_x
     edit.render.resolution_y = shot_scene.render.resolution_y
     edit.render.resolution_percentage = 100
-    seq = edit.sequence_editor_create()
-    strips = seq.strips if hasattr(seq, "strips") else seq.sequences
+    strips = strip_collection(edit.sequence_editor_create())
     _image_strip(strips, "Clay", clay, CLAY_CHANNEL, shot_scene.frame_start)
     _image_strip(strips, "Generated (AI)", generated, GENERATED_CHANNEL, shot_scene.frame_start)
     return edit

@@ -10,6 +10,7 @@ import pytest
 
 from addon import pipeline
 from addon.core.preset import load_preset
+from addon.scene import sequencer
 from conftest import SMALL_SHOT, run_cli, write_preset
 
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
@@ -54,7 +55,7 @@ def test_random_weights_are_disclosed(shot):
 def test_sequencer_has_generated_above_clay(shot):
     bpy.ops.wm.open_mainfile(filepath=str(shot[0] / "shot.blend"))
     edit = bpy.data.scenes["Rubble Edit"]
-    strips = {s.name: s for s in edit.sequence_editor.strips}
+    strips = {s.name: s for s in sequencer.strip_collection(edit.sequence_editor)}
     assert strips["Generated (AI)"].channel > strips["Clay"].channel
     assert strips["Generated (AI)"].frame_final_duration == 4
     assert bpy.data.scenes["Rubble"].rigidbody_world.point_cache.is_baked
