@@ -16,13 +16,12 @@ from typing import Callable, Iterator
 
 import bpy
 
-from .core import backend
+from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import build_manifest, write_manifest
 from .core.stamps import Stamps, digest
 from .scene import bake, build, passes, sequencer, trigger
 
-VERSION = "0.1.0"
 SCENE_NAME = "Rubble"
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
 
@@ -63,7 +62,6 @@ class ShotJob:
     timings: dict[str, float] = field(default_factory=dict)
     scene: bpy.types.Scene | None = None
     _objects: dict = field(default_factory=dict)
-    _backend_run: backend.BackendRun | None = None
 
     def __post_init__(self):
         self.shot_dir = Path(self.shot_dir).resolve()
@@ -220,7 +218,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
         args += ["--weights", job.weights]
     if job.tiny_model:
         args += ["--tiny-model", str(job.tiny_model)]
-    run = job._backend_run = backend.BackendRun(args, job.shot_dir, python)
+    run = backend.BackendRun(args, job.shot_dir, python)
     try:
         ended = False
         while not ended:
@@ -242,7 +240,6 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
     finally:
         if run.proc.poll() is None:
             run.proc.kill()
-        job._backend_run = None
     job.stamps.record("generate", job.generate_key())
     yield Progress("generate", 1, 1, "frames written")
 
