@@ -18,7 +18,7 @@ import bpy
 
 from .core import VERSION, backend
 from .core.preset import Preset
-from .core.shot_manifest import build_manifest, write_manifest
+from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
 from .core.stamps import Stamps, digest
 from .scene import bake, build, passes, sequencer, trigger
 
@@ -102,6 +102,12 @@ def _up_to_date(stage: str) -> Progress:
 def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
     """The shot's scene: reused when its key matches, reloaded from shot.blend when the
     process is the job's own and the file is fresh, otherwise a new empty one."""
+    if (job.shot_dir / "shot.json").exists():
+        # A shot made by another Rubble version is refused, never silently overwritten.
+        try:
+            read_manifest(job.shot_dir)
+        except ShotManifestError as exc:
+            raise StageError(str(exc)) from None
     key = job.scene_key()
     fresh_on_disk = job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"])
     existing = bpy.data.scenes.get(SCENE_NAME)

@@ -51,3 +51,13 @@ def test_passes_refuse_a_chunk_outside_the_shot(tmp_path):
     chunk = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("passes",), frames=(3, 9), owns_session=True)
     with pytest.raises(pipeline.StageError, match="outside the shot"):
         list(pipeline.run(chunk))
+
+
+def test_a_shot_from_an_unknown_schema_is_refused_not_overwritten(tmp_path):
+    job = _bake(tmp_path)
+    manifest = job.shot_dir / "shot.json"
+    manifest.write_text(manifest.read_text().replace('"rubble.shot/1"', '"rubble.shot/2"'))
+    again = pipeline.ShotJob(shot_dir=job.shot_dir, preset=job.preset, stages=("build",), owns_session=True)
+    with pytest.raises(pipeline.StageError, match="this Rubble reads 'rubble.shot/1'"):
+        list(pipeline.run(again))
+    assert '"rubble.shot/2"' in manifest.read_text()
