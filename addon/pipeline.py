@@ -178,10 +178,11 @@ def stage_passes(job: ShotJob) -> Iterator[Progress]:
     if not todo:
         yield _up_to_date("passes")
         return
-    passes.configure(job.scene, job.preset)
+    device = passes.configure(job.scene, job.preset)
+    passes.write_device_record(job.shot_dir, first, last, todo, device)
     for done, frame in enumerate(todo):
         job.check_cancel()
-        yield Progress("passes", done, len(todo), f"rendering frame {frame}")
+        yield Progress("passes", done, len(todo), f"rendering frame {frame} on {device['device']}")
         passes.render_frame(job.scene, frame, job.pass_path(frame))
         job.stamps.record("passes", key, item=str(frame))
     yield Progress("passes", len(todo), len(todo), f"rendered {len(todo)} frames")

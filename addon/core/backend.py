@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,26 +40,53 @@ class BackendCancelled(BackendError):
     pass
 
 
-def default_venv_python(root: Path = PACKAGE_ROOT) -> Path:
-    venv = root / ".venv-inference"
-    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+# Where the backend environment lives when no interpreter is configured. A checkout keeps
+# it in `.venv-inference` (the Makefile's path). An installed extension lives in a folder
+# that reinstalling or updating replaces (and a system repository is read-only), so the
+# bpy side passes its extension user folder in with `set_default_env` (ui/__init__.py).
+_default_env: Path | None = None
 
 
-def setup_command(root: Path = PACKAGE_ROOT) -> str:
-    """The command that creates the backend environment (the Makefile runs the same)."""
-    if (root / "Makefile").exists():
-        return f"make -C {root} venv-inference"
-    venv = root / ".venv-inference"
-    return (f"python3.11 -m venv {venv} && {default_venv_python(root)} -m pip install "
-            f"-r {root / 'requirements' / 'inference.txt'}")
+def set_default_env(env: Path | None) -> None:
+    global _default_env
+    _default_env = Path(env) if env is not None else None
 
 
-def find_backend_python(preference: str = "", root: Path = PACKAGE_ROOT) -> Path:
+def default_env(root: Path = PACKAGE_ROOT) -> Path:
+    return _default_env if _default_env is not None else root / ".venv-inference"
+
+
+def env_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def quote(arg: str | Path) -> str:
+    """One argument of a command the user pastes into a shell: macOS and Windows user
+    folders often contain spaces."""
+    if sys.platform == "win32":
+        return subprocess.list2cmdline([str(arg)])  # cmd.exe's quoting (the MS C runtime rules)
+    return shlex.quote(str(arg))
+
+
+def setup_command(root: Path = PACKAGE_ROOT, env: Path | None = None) -> str:
+    """The command that creates the backend environment `env`, pinned by the lock file
+    (the Makefile runs the same in a checkout)."""
+    env = Path(env) if env is not None else default_env(root)
+    if env == root / ".venv-inference" and (root / "Makefile").exists():
+        return f"make -C {quote(root)} venv-inference"
+    python = "py -3.11" if sys.platform == "win32" else "python3.11"
+    requirements = root / "requirements"
+    return (f"{python} -m venv {quote(env)} && {quote(env_python(env))} -m pip install "
+            f"-r {quote(requirements / 'inference.txt')} -c {quote(requirements / 'inference.lock.txt')}")
+
+
+def find_backend_python(preference: str = "", root: Path = PACKAGE_ROOT, env: Path | None = None) -> Path:
     """The backend interpreter: add-on preference, then $RUBBLE_BACKEND_PYTHON, then the
-    checkout's own .venv-inference. Raises BackendNotFound naming the fix."""
+    default environment `env` (see `default_env`). Raises BackendNotFound naming the fix."""
+    env = Path(env) if env is not None else default_env(root)
     candidates = [(preference, "the add-on preference 'Backend Python'"),
                   (os.environ.get(ENV_VAR, ""), f"${ENV_VAR}"),
-                  (str(default_venv_python(root)), "the default location")]
+                  (str(env_python(env)), "the default location")]
     for value, origin in candidates:
         if not value:
             continue
@@ -68,11 +96,11 @@ def find_backend_python(preference: str = "", root: Path = PACKAGE_ROOT) -> Path
         if origin != "the default location":
             raise BackendNotFound(
                 f"Rubble's backend Python {path} (from {origin}) does not exist or is not executable.",
-                f"Fix the path, or create the backend environment with:\n  {setup_command(root)}",
+                f"Fix the path, or create the backend environment with:\n  {setup_command(root, env)}",
                 code="backend_not_found")
     raise BackendNotFound(
-        f"Rubble's backend environment was not found (looked at {default_venv_python(root)}).",
-        f"Create it with:\n  {setup_command(root)}\nor point Preferences > Add-ons > Rubble > "
+        f"Rubble's backend environment was not found (looked at {env_python(env)}).",
+        f"Create it with:\n  {setup_command(root, env)}\nor point Preferences > Add-ons > Rubble > "
         f"Backend Python (or ${ENV_VAR}) at an interpreter that has requirements/inference.txt installed.",
         code="backend_not_found")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,10 @@ class ShotSettings:
     frame_start: int = field(default=1, metadata=_range(0))
     frame_end: int = field(default=24, metadata=_range(0))
     fps: int = field(default=24, metadata=_range(1, 240))
-    resolution: tuple[int, int] = field(default=(320, 192), metadata=_range(16, 8192))
+    # H.264 with 4:2:0 chroma (final.mp4) needs an even width and height: refuse odd sizes
+    # here, not in the encoder after generation was paid for.
+    resolution: tuple[int, int] = field(default=(320, 192), metadata=_range(16, 8192, multiple_of=2,
+                                                                            why="H.264 needs an even width and height"))
     seed: int = field(default=1234, metadata=_range(0, 2**32 - 1))
 
 
@@ -143,6 +147,9 @@ def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]
     if not ok:
         problems.append(f"{key}: expected {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}")
         return None
+    if isinstance(value, float) and not math.isfinite(value):  # TOML has nan and inf; no range check sees them
+        problems.append(f"{key}: {value} is not a finite number")
+        return None
     if "choices" in meta and value not in meta["choices"]:
         problems.append(f"{key}: {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
     if meta.get("min") is not None and value < meta["min"]:
@@ -150,7 +157,8 @@ def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]
     if meta.get("max") is not None and value > meta["max"]:
         problems.append(f"{key}: {value} is above the maximum {meta['max']}")
     if meta.get("multiple_of") and value % meta["multiple_of"]:
-        problems.append(f"{key}: {value} must be a multiple of {meta['multiple_of']}")
+        why = f" ({meta['why']})" if meta.get("why") else ""
+        problems.append(f"{key}: {value} must be a multiple of {meta['multiple_of']}{why}")
     return value
 
 

@@ -6,10 +6,12 @@ float depth, world normals, pixel motion and object indices (docs/contract.md).
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import bpy
 
+from ..core.files import write_json_atomic
 from ..core.preset import Preset
 
 CLAY_MATERIAL = "Rubble Clay"
@@ -27,12 +29,36 @@ def clay_material() -> bpy.types.Material:
     return mat
 
 
-def configure(scene: bpy.types.Scene, preset: Preset) -> None:
+def render_device() -> dict:
+    """GPU when Cycles has one configured in the preferences (a compute backend such as
+    CUDA, OptiX, HIP, oneAPI or Metal, and one of its devices enabled and present:
+    Cycles' own `has_active_device`, which its Render panel uses too), CPU otherwise."""
+    addon = bpy.context.preferences.addons.get("cycles")
+    prefs = addon.preferences if addon is not None else None
+    backend = prefs.get_compute_device_type() if prefs is not None else "NONE"
+    if prefs is not None and backend != "NONE" and prefs.has_active_device():
+        gpus = [d.name for d in prefs.devices if d.use and d.type == backend]
+        return {"device": "GPU", "compute_device_type": backend, "gpus": gpus}
+    return {"device": "CPU", "compute_device_type": backend, "gpus": []}
+
+
+def write_device_record(shot_dir: Path, first: int, last: int, frames: list[int], device: dict) -> Path:
+    """Which device rendered which frames, one file per chunk (chunks may run on
+    different machines at once): docs/contract.md, `logs/passes-FFFF-LLLL.json`."""
+    path = Path(shot_dir) / "logs" / f"passes-{first:04d}-{last:04d}.json"
+    write_json_atomic(path, {**device, "frames": frames, "host": platform.node(),
+                             "blender": bpy.app.version_string})
+    return path
+
+
+def configure(scene: bpy.types.Scene, preset: Preset) -> dict:
+    """Set the scene up for the data passes; returns `render_device()`'s choice."""
     render = scene.render
     render.engine = "CYCLES"
     scene.cycles.samples = preset.render.samples
     scene.cycles.use_denoising = False  # denoising smears the data passes' edges and costs time
-    scene.cycles.device = "CPU"
+    device = render_device()
+    scene.cycles.device = device["device"]
     render.resolution_x, render.resolution_y = preset.shot.resolution
     render.resolution_percentage = 100
     # The Vector pass is zero when motion blur is on (Blender manual, "Render Passes").
@@ -51,6 +77,7 @@ def configure(scene: bpy.types.Scene, preset: Preset) -> None:
     settings.color_depth = "32"  # float32: raw, lossless
     settings.exr_codec = "ZIP"
     render.use_file_extension = False
+    return device
 
 
 def render_frame(scene: bpy.types.Scene, frame: int, path: Path) -> None:

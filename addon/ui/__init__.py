@@ -1,6 +1,7 @@
 """The artist's side: preferences, the sidebar panel and the Generate Final operator."""
 import bpy
 
+from ..core import backend
 from . import operators, panel, preferences
 
 _classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings,
@@ -11,9 +12,11 @@ def register():
     for cls in _classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.rubble = bpy.props.PointerProperty(type=preferences.RubbleSceneSettings)
+    backend.set_default_env(preferences.default_backend_env())
 
 
 def unregister():
+    backend.set_default_env(None)
     del bpy.types.Scene.rubble
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

@@ -1,4 +1,6 @@
 """Add-on preferences (machine-wide) and per-scene settings (travel with the .blend)."""
+from pathlib import Path
+
 import bpy
 
 from ..core.preset import DEFAULT_PRESET
@@ -13,7 +15,8 @@ class RubblePreferences(bpy.types.AddonPreferences):
     backend_python: bpy.props.StringProperty(
         name="Backend Python", subtype="FILE_PATH",
         description="Interpreter of the backend's own environment (torch, diffusers); "
-                    "empty: $RUBBLE_BACKEND_PYTHON, then the checkout's .venv-inference")
+                    "empty: $RUBBLE_BACKEND_PYTHON, then the default environment (the extension's "
+                    "user folder 'backend', or a checkout's .venv-inference)")
 
     def draw(self, context):
         self.layout.prop(self, "backend_python")
@@ -34,3 +37,13 @@ class RubbleSceneSettings(bpy.types.PropertyGroup):
 def backend_python_preference(context) -> str:
     addon = context.preferences.addons.get(ADDON_PACKAGE)
     return addon.preferences.backend_python if addon else ""
+
+
+def default_backend_env() -> Path | None:
+    """Installed as an extension: the backend environment lives in the extension's user
+    folder, which survives reinstalling and updating (they replace the extension's own
+    folder, and a system repository is read-only). From a checkout: None, so the
+    checkout's .venv-inference (the Makefile's) stays the default."""
+    if not ADDON_PACKAGE.startswith("bl_ext."):
+        return None
+    return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="backend", create=True))

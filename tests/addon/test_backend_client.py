@@ -1,6 +1,7 @@
 """The add-on's side of the boundary: finding the backend, and reading its events."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -15,10 +16,49 @@ def test_missing_backend_names_the_command_that_fixes_it(tmp_path, monkeypatch):
         backend.find_backend_python("", root=tmp_path)
     message = str(err.value)
     assert f"-m venv {tmp_path / '.venv-inference'}" in message
-    assert f"-r {tmp_path / 'requirements' / 'inference.txt'}" in message
+    assert (f"-r {tmp_path / 'requirements' / 'inference.txt'} "
+            f"-c {tmp_path / 'requirements' / 'inference.lock.txt'}") in message, "install without the lock file"
     (tmp_path / "Makefile").write_text("")
     with pytest.raises(backend.BackendNotFound, match=f"make -C {tmp_path} venv-inference"):
         backend.find_backend_python("", root=tmp_path)
+
+
+def test_paths_with_spaces_are_quoted_in_the_printed_command(tmp_path, monkeypatch):
+    """macOS ("Application Support") and Windows user folders have spaces: the printed
+    command must survive a paste into a shell. Run it through the shell to be sure."""
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    root, env = tmp_path / "Rubble Extension", tmp_path / "Application Support" / "backend"
+    with pytest.raises(backend.BackendNotFound) as err:
+        backend.find_backend_python("", root=root, env=env)
+    message = str(err.value)
+    assert f"looked at {env / 'bin' / 'python'}" in message
+    command = next(line.strip() for line in message.splitlines() if "-m venv" in line)
+    assert f"-m venv '{env}' && '{env / 'bin' / 'python'}' -m pip install" in command
+    assert f"-c '{root / 'requirements' / 'inference.lock.txt'}'" in command
+    # A POSIX shell splits it back into the exact paths: print each argument on its own line.
+    echoed = subprocess.run(["sh", "-c", "printf '%s\\n' " + command.replace("&&", "")], capture_output=True,
+                            text=True).stdout.splitlines()
+    requirements = root / "requirements"
+    for path in (env, env / "bin" / "python", requirements / "inference.txt", requirements / "inference.lock.txt"):
+        assert str(path) in echoed, (path, echoed)
+    (root / "Makefile").parent.mkdir(parents=True)
+    (root / "Makefile").write_text("")
+    with pytest.raises(backend.BackendNotFound, match=f"make -C '{root}' venv-inference"):
+        backend.find_backend_python("", root=root)
+
+
+def test_the_default_environment_passed_in_from_the_bpy_side_is_used(tmp_path, monkeypatch):
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    env = tmp_path / "user" / "backend"
+    backend.set_default_env(env)
+    try:
+        with pytest.raises(backend.BackendNotFound, match=f"looked at {env / 'bin' / 'python'}"):
+            backend.find_backend_python("", root=tmp_path)
+        (env / "bin").mkdir(parents=True)
+        os.symlink(sys.executable, env / "bin" / "python")
+        assert backend.find_backend_python("", root=tmp_path) == env / "bin" / "python"
+    finally:
+        backend.set_default_env(None)
 
 
 def test_a_wrong_configured_path_is_reported_not_skipped(tmp_path, monkeypatch):

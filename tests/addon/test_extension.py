@@ -1,5 +1,6 @@
 """The repository is a valid extension: Blender's own tool validates and builds it, and
 the zip installs into a temporary user repository and enables, disables, enables."""
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -28,8 +29,10 @@ assert state() == (False, False, False), state()
 bpy.ops.preferences.addon_enable(module=module)
 assert state() == (True, True, True), state()
 print("TOGGLED-OK")
-# No backend environment beside the installed extension: Generate Final refuses at once,
-# naming the command that creates one from the requirements shipped in the zip.
+# No backend environment in the extension's user folder: Generate Final refuses at once,
+# naming the command that creates one there from the requirements shipped in the zip.
+print("USER-BACKEND:", bpy.utils.extension_path_user(module, path="backend"))
+bpy.context.scene.rubble.shot_dir = sys.argv[-2]
 try:
     bpy.ops.rubble.generate_final()
 except RuntimeError as exc:
@@ -66,13 +69,22 @@ def test_zip_carries_the_extension_and_nothing_else(built_zip):
 
 
 def test_zip_installs_and_enables_disables_enables(built_zip, tmp_path):
-    env = {"BLENDER_USER_RESOURCES": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", INSTALL_AND_TOGGLE, str(built_zip)], capture_output=True,
-                            text=True, env=env, cwd=tmp_path, timeout=300)
+    # A user folder with a space, as on macOS ("Application Support") and Windows.
+    user = tmp_path / "user resources"
+    env = {"BLENDER_USER_RESOURCES": str(user), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", INSTALL_AND_TOGGLE, str(tmp_path / "shot"), str(built_zip)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert "TOGGLED-OK" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-    installed = tmp_path / "extensions" / "user_default" / "rubble"
+    installed = user / "extensions" / "user_default" / "rubble"
     assert (installed / "blender_manifest.toml").exists()
+    # The backend's default home is the extension's user folder, which outlives a reinstall.
+    user_backend = user / "extensions" / ".user" / "user_default" / "rubble" / "backend"
+    assert f"USER-BACKEND: {user_backend}" in result.stdout
+    assert user_backend.is_dir()
     refusal = result.stdout[result.stdout.index("REFUSED:"):]
     assert "backend environment was not found" in refusal
-    assert f"-m venv {installed / '.venv-inference'}" in refusal
-    assert f"-r {installed / 'requirements' / 'inference.txt'}" in refusal
+    assert f"-m venv {shlex.quote(str(user_backend))} && {shlex.quote(str(user_backend / 'bin' / 'python'))}" in refusal
+    requirements = installed / "requirements"
+    assert (f"-r {shlex.quote(str(requirements / 'inference.txt'))} "
+            f"-c {shlex.quote(str(requirements / 'inference.lock.txt'))}") in refusal
+    assert (requirements / "inference.lock.txt").is_file(), "the zip lacks the lock file the command names"

@@ -24,3 +24,28 @@ def test_chunked_passes_equal_one_run(tmp_path, small_preset):
         assert a.keys() == b.keys()
         for name in a:
             assert np.array_equal(a[name], b[name]), f"frame {frame} {name} differs between chunked and whole"
+
+
+def test_parallel_chunks_keep_each_others_stamps_and_generate_runs(tmp_path, small_preset, backend_python,
+                                                                  tiny_model_dir):
+    """Four one-frame chunks at once, as a farm runs them, after one bake: `generate` must
+    find every frame's passes stamped (it refused with "missing or stale" when they raced)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    shot = tmp_path / "shot"
+    base = ["-m", "addon.cli", "shot", str(shot), "--preset", str(small_preset)]
+    baked = run_cli(*base[2:], "--stages", "build")
+    assert baked.returncode == 0, baked.stderr[-2000:]
+    chunks = [subprocess.Popen([sys.executable, *base, "--stages", "passes", "--frames", f"{f}-{f}"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+              for f in range(1, 5)]
+    for proc in chunks:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+    generated = run_cli(*base[2:], "--stages", "generate", "--backend-python", str(backend_python),
+                        "--tiny-model", str(tiny_model_dir))
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    assert all((shot / "frames" / f"{f:04d}.png").is_file() for f in range(1, 5))
