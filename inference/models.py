@@ -153,9 +153,10 @@ def missing_files(spec: ModelSpec) -> list[str]:
 def download_hint(spec: ModelSpec) -> str:
     from huggingface_hub import constants
 
-    hub = [s for s in spec.sources if s.directory is None]
+    hub = [s for s in spec.sources if s.directory is None and _is_hub_id(s.location)]
     local = [s for s in spec.sources if s.directory is not None]
-    hints = []
+    hints = [f"{s.location!r} ([model] {s.role}) is neither a directory on this machine nor a Hugging Face id."
+             for s in spec.sources if s.directory is None and not _is_hub_id(s.location)]
     if hub:
         commands = "; ".join(f"hf download {s.location} --revision {s.revision}" for s in hub)
         hints.append(
@@ -167,6 +168,17 @@ def download_hint(spec: ModelSpec) -> str:
         hints.append(f"Complete the local model directories ({directories}) in the diffusers layout, "
                      "as `hf download` or save_pretrained() writes it.")
     return " ".join(hints)
+
+
+def _is_hub_id(location: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(location)
+    except HFValidationError:
+        return False
+    return True
 
 
 def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpec:

@@ -111,8 +111,12 @@ def test_local_directory_is_checked_on_disk(tiny_model, tmp_path, hub_cache):
 
 
 def test_a_path_that_is_not_there_is_reported_missing_not_a_crash(hub_cache, tmp_path):
-    spec = models.real_spec(settings(base=str(tmp_path / "nowhere" / "sd15")))
-    assert any(m.startswith(str(tmp_path / "nowhere" / "sd15")) for m in models.missing_files(spec))
+    nowhere = str(tmp_path / "nowhere" / "sd15")
+    spec = models.real_spec(settings(base=nowhere))
+    assert any(m.startswith(nowhere) for m in models.missing_files(spec))
+    hint = models.download_hint(spec)
+    assert f"{nowhere!r} ([model] base) is neither a directory on this machine nor a Hugging Face id" in hint
+    assert "hf download guoyww/animatediff-motion-adapter-v1-5-3" in hint and f"hf download {nowhere}" not in hint
 
 
 def test_copied_cache_records_file_hashes_computed_once(tiny_model, hub_cache):
