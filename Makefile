@@ -61,6 +61,7 @@ extension: venv-blender
 bench: venvs
 	$(BPY) bench/bench_stages.py
 	$(IPY) bench/inference_cpu.py
+	$(IPY) bench/control_stats.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -6,6 +6,8 @@ normalbae colour convention the SD1.5 normal ControlNet was trained on. Clay: an
 """
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,13 @@ STATS_SCHEMA = "rubble.control-stats/1"
 BACKGROUND_DEPTH = 1e9
 # Robust range: a few stray near pixels (debris in front of the lens) must not crush the rest.
 PERCENTILES = (1.0, 99.0)
+# The streaming histogram of disparity (DisparityHistogram): depth 1 mm to 1e8 units, bins a
+# factor 1 + 2e-5 wide -> 1.27 M bins; a percentile is then within a relative 1e-5.
+DISPARITY_RANGE = (1e-8, 1e3)
+BIN_RATIO = 2e-5
+LOG_BIN = float(np.log1p(BIN_RATIO))
+BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
+PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
 
 
@@ -36,74 +45,166 @@ def map_path(shot: Shot, kind: str, frame: int) -> Path:
 def derive(shot: Shot, frames: list[int]) -> list[Path]:
     """Write the control maps of `frames`, normalised with the whole shot's statistics.
 
-    Frames whose maps exist and were made with the current statistics are skipped (resume).
+    Each EXR is decoded once. When control/stats.json matches the passes, frames whose maps
+    exist are skipped (resume) and the others are written in one pass. Otherwise the statistics
+    need every frame of the shot before any depth map can be normalised, so one pass over the
+    shot accumulates the disparity histogram, writes the normal and clay maps of `frames` and
+    keeps their disparity in a float32 file under control/ (float16 would cost the 16-bit depth
+    map ~5 bits); a second pass turns those files into depth maps and deletes them.
     """
-    stats, reused = _shot_stats(shot)
+    stats_path = shot.directory / "control" / "stats.json"
+    source = {str(f): files.sha256_file(shot.pass_path(f)) for f in shot.frames if shot.pass_path(f).is_file()}
+    method = {
+        "percentiles": list(PERCENTILES),
+        "background_depth": BACKGROUND_DEPTH,
+        "histogram": {"disparity_range": list(DISPARITY_RANGE), "bin_ratio": BIN_RATIO},
+        "code": __version__,
+    }
+    saved = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+    if saved.get("passes_sha256") == source and saved.get("method") == method:
+        return _derive_with(shot, frames, DepthStats(**saved["depth"]))
+
+    for kind in KINDS:  # maps made with other stats would mix two normalisations in one shot
+        for stale in (shot.directory / "control" / kind).glob("*.png"):
+            stale.unlink()
+    wanted = set(frames)
+    histogram = DisparityHistogram()
+    spill = shot.directory / "control" / f".disparity.{os.getpid()}"
+    spill.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        for done, frame in enumerate(shot.frames, start=1):
+            frame_passes = passes.read(shot.pass_path(frame), frame)
+            histogram.add(frame_passes.depth)
+            if frame in wanted:
+                written += _write_normal_and_clay(shot, frame, frame_passes)
+                np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
+            protocol.progress("control_stats", done, len(shot.frames), f"frame {frame}")
+        stats = depth_stats(histogram)
+        files.write_json(
+            stats_path,
+            {
+                "schema": STATS_SCHEMA,
+                "depth": {"disparity_low": stats.disparity_low, "disparity_high": stats.disparity_high},
+                "method": method,
+                "passes_sha256": source,
+            },
+        )
+        for done, frame in enumerate(frames, start=1):
+            path = map_path(shot, "depth", frame)
+            files.write_png(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats))
+            written.append(path)
+            protocol.progress("control", done, len(frames), f"frame {frame}")
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return written
+
+
+def _derive_with(shot: Shot, frames: list[int], stats: DepthStats) -> list[Path]:
+    """Known statistics: read each frame still lacking a map once and write all three maps."""
     written = []
     for done, frame in enumerate(frames, start=1):
         paths = [map_path(shot, kind, frame) for kind in KINDS]
-        if not (reused and all(p.is_file() for p in paths)):
+        if not all(p.is_file() for p in paths):
             frame_passes = passes.read(shot.pass_path(frame), frame)
             files.write_png(paths[0], depth_image(frame_passes.depth, stats))
-            files.write_png(paths[1], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world))
-            files.write_png(paths[2], clay_image(frame_passes.combined))
-            written += paths
+            written += [paths[0], *_write_normal_and_clay(shot, frame, frame_passes)]
         protocol.progress("control", done, len(frames), f"frame {frame}")
     return written
 
 
-def _shot_stats(shot: Shot) -> tuple[DepthStats, bool]:
-    """Load control/stats.json if it was made from the current passes, else recompute it.
+def _write_normal_and_clay(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
+    paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
+    background = frame_passes.depth >= BACKGROUND_DEPTH
+    files.write_png(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
+    files.write_png(paths[1], clay_image(frame_passes.combined))
+    return paths
 
-    Returns the stats and whether existing maps made with them can be kept.
+
+class DisparityHistogram:
+    """The shot's disparities (1/z, foreground only) in log-spaced bins, added one frame at a time.
+
+    Each bin spans a factor (1 + BIN_RATIO) of disparity and keeps its count and the smallest and
+    largest value that fell in it. A percentile is read off as np.percentile does it (linear
+    interpolation between the two order statistics around the rank); an order statistic that is
+    the first or last in its bin is exact, any other is its bin's geometric centre clamped to the
+    bin's smallest..largest value, within a factor sqrt(1 + BIN_RATIO) of the true one. So for
+    disparities inside DISPARITY_RANGE a percentile is within a relative PERCENTILE_RELATIVE_ERROR
+    (1e-5) of np.percentile on all the values (exact when the values near the rank are few
+    distinct ones, as on flat surfaces). In the 16-bit depth map that moves a pixel by at most
+    1e-5 * high / (high - low) of the range: under one level (1/65535) unless the shot's far
+    disparity is above a third of its near one. Values outside the range land in the end bins
+    (still exact as a bin's extremes, not bounded otherwise). Memory: ~20 MB, whatever the shot.
     """
-    stats_path = shot.directory / "control" / "stats.json"
-    source = {str(f): files.sha256_file(shot.pass_path(f)) for f in shot.frames if shot.pass_path(f).is_file()}
-    method = {"percentiles": list(PERCENTILES), "background_depth": BACKGROUND_DEPTH, "code": __version__}
-    if stats_path.is_file():
-        saved = json.loads(stats_path.read_text(encoding="utf-8"))
-        if saved.get("passes_sha256") == source and saved.get("method") == method:
-            return DepthStats(**saved["depth"]), True
 
-    depths = [passes.read(shot.pass_path(f), f).depth for f in shot.frames]
-    stats = depth_stats(depths)
-    for kind in KINDS:  # maps made with other stats would mix two normalisations in one shot
-        for stale in (shot.directory / "control" / kind).glob("*.png"):
-            stale.unlink()
-    files.write_json(
-        stats_path,
-        {
-            "schema": STATS_SCHEMA,
-            "depth": {"disparity_low": stats.disparity_low, "disparity_high": stats.disparity_high},
-            "method": method,
-            "passes_sha256": source,
-        },
-    )
-    return stats, False
+    def __init__(self):
+        self.counts = np.zeros(BINS, dtype=np.int64)
+        self.smallest = np.full(BINS, np.inf, dtype=np.float32)
+        self.largest = np.full(BINS, -np.inf, dtype=np.float32)
+
+    def add(self, depth: np.ndarray) -> None:
+        values = (1.0 / depth[depth < BACKGROUND_DEPTH]).astype(np.float32)  # as disparity() computes it
+        index = np.floor(np.log(values.astype(np.float64) / DISPARITY_RANGE[0]) / LOG_BIN).astype(np.int64)
+        index = np.clip(index, 0, BINS - 1)
+        self.counts += np.bincount(index, minlength=BINS)
+        np.minimum.at(self.smallest, index, values)
+        np.maximum.at(self.largest, index, values)
+
+    def percentiles(self, q: tuple[float, ...]) -> list[float] | None:
+        total = int(self.counts.sum())
+        if total == 0:
+            return None
+        cumulative = np.cumsum(self.counts)
+
+        def order_statistic(rank: int) -> float:  # the rank-th smallest value (0-based)
+            k = int(np.searchsorted(cumulative, rank, side="right"))
+            smallest, largest = float(self.smallest[k]), float(self.largest[k])
+            if rank == cumulative[k] - self.counts[k]:
+                return smallest
+            if rank == cumulative[k] - 1:
+                return largest
+            centre = DISPARITY_RANGE[0] * np.exp((k + 0.5) * LOG_BIN)
+            return min(max(float(centre), smallest), largest)
+
+        out = []
+        for percent in q:
+            position = percent / 100.0 * (total - 1)
+            below = int(np.floor(position))
+            low, high = order_statistic(below), order_statistic(min(below + 1, total - 1))
+            out.append(low + (position - below) * (high - low))
+        return out
 
 
-def depth_stats(depths: list[np.ndarray]) -> DepthStats:
-    disparity = np.concatenate([1.0 / d[d < BACKGROUND_DEPTH] for d in depths])
-    if disparity.size == 0:
+def depth_stats(histogram: DisparityHistogram) -> DepthStats:
+    found = histogram.percentiles(PERCENTILES)
+    if found is None:
         return DepthStats(0.0, 1.0)
-    low, high = np.percentile(disparity, PERCENTILES)
+    low, high = found
     if high <= low:  # a single flat depth: show it as near rather than divide by zero
         low = high - 1e-6 if high > 0 else 0.0
         high = max(high, low + 1e-6)
     return DepthStats(float(low), float(high))
 
 
-def normalised_disparity(depth: np.ndarray, stats: DepthStats) -> np.ndarray:
-    """Float disparity in [0, 1], near = 1, background 0."""
+def disparity(depth: np.ndarray) -> np.ndarray:
+    """1/z where a surface was hit, 0 for the background (float32, as the EXR's depth)."""
     foreground = depth < BACKGROUND_DEPTH
-    disparity = np.where(foreground, 1.0 / np.where(foreground, depth, 1.0), 0.0)
-    scaled = (disparity - stats.disparity_low) / (stats.disparity_high - stats.disparity_low)
-    return np.where(foreground, np.clip(scaled, 0.0, 1.0), 0.0).astype(np.float32)
+    return np.where(foreground, 1.0 / np.where(foreground, depth, 1.0), 0.0).astype(np.float32)
+
+
+def normalised_disparity(values: np.ndarray, stats: DepthStats) -> np.ndarray:
+    """Disparity (0 = background) scaled to [0, 1] with the shot's range, near = 1, background 0."""
+    scaled = (values - stats.disparity_low) / (stats.disparity_high - stats.disparity_low)
+    return np.where(values > 0, np.clip(scaled, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def depth_image_from_disparity(values: np.ndarray, stats: DepthStats) -> Image.Image:
+    levels = np.round(normalised_disparity(values, stats) * 65535.0).astype(np.uint16)
+    return Image.fromarray(levels)  # uint16 -> mode "I;16", a 16-bit grey PNG
 
 
 def depth_image(depth: np.ndarray, stats: DepthStats) -> Image.Image:
-    values = np.round(normalised_disparity(depth, stats) * 65535.0).astype(np.uint16)
-    return Image.fromarray(values)  # uint16 -> mode "I;16", a 16-bit grey PNG
+    return depth_image_from_disparity(disparity(depth), stats)
 
 
 def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
@@ -114,8 +215,12 @@ def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
     return (normal_world.astype(np.float64) @ rotation).astype(np.float32)
 
 
-def normal_image(normal_world: np.ndarray, matrix_world) -> Image.Image:
+def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> Image.Image:
     n = camera_space_normals(normal_world, matrix_world)
+    # Where no surface was hit Blender's normal is (0, 0, 0), not a unit vector; use the flat
+    # normal facing the camera, (0, 0, 1) -> RGB (128, 128, 255), as the MiDaS normal annotator
+    # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
+    n[background] = (0.0, 0.0, 1.0)
     # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped.
     rgb = np.stack([(1.0 - n[..., 0]) / 2.0, (n[..., 1] + 1.0) / 2.0, (n[..., 2] + 1.0) / 2.0], axis=-1)
     return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))

@@ -27,7 +27,7 @@ def check(model: ModelSettings, tiny_location) -> dict:
         "gpu": gpu,
         "real_weights": {
             "present": not missing,
-            "models": [f"{s.location}@{s.revision}" for s in real.sources],
+            "models": [s.name for s in real.sources],
             "missing": missing,
         },
         "tiny_model": {"path": str(tiny_location), "present": tiny_model.is_tiny_model(tiny_location)},

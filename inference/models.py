@@ -1,16 +1,20 @@
 """Which weights to use and how to load them (preset `[model]`), without ever downloading.
 
-Real weights load with `from_pretrained(id, revision=…, use_safetensors=True,
-local_files_only=True)` from the Hugging Face cache. When they are absent, `weights = "auto"`
-falls back loudly to the tiny random-weight model; `"pretrained"` refuses with what to download.
+Each model in `[model]` is a Hugging Face id, loaded with `from_pretrained(id, revision=…,
+use_safetensors=True, local_files_only=True)` from the Hugging Face cache, or a directory on
+this machine in the same layout (a path that exists is loaded from disk; a relative one is
+relative to the working directory). Weights may be the full files or only diffusers' fp16
+variant (`*.fp16.safetensors`). When they are absent, `weights = "auto"` falls back loudly to
+the tiny random-weight model; `"pretrained"` refuses with what to download.
 """
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import files, protocol, tiny_model
+from . import file_hashes, files, protocol, tiny_model
 from .protocol import BackendError
 from .shot import ModelSettings
 
@@ -18,30 +22,84 @@ TINY_ENV = "RUBBLE_TINY_MODEL"
 DEFAULT_TINY_DIR = Path.home() / ".cache" / "rubble" / "tiny-model"
 SMOKE_TEST = "random weights — smoke test"
 
-# What each repository must hold for this pipeline (diffusers' SD1.5 / adapter / ControlNet layouts).
+# What each repository must hold for this pipeline (diffusers' SD1.5 / adapter / ControlNet
+# layouts), as requirements: each is a tuple of options, an option a tuple of files that must all
+# be present; the first option present is the one loaded. Weights: the full file, else diffusers'
+# fp16 variant (the file name with ".fp16" before ".safetensors"). model_index.json is not
+# needed: every component is loaded from its own subfolder.
+FP16 = "fp16"
+
+
+def _weights(filename: str) -> tuple[tuple[str, ...], ...]:
+    stem = filename.removesuffix(".safetensors")
+    return ((filename,), (f"{stem}.{FP16}.safetensors",))
+
+
 BASE_FILES = (
-    "model_index.json",
-    "unet/config.json",
-    "unet/diffusion_pytorch_model.safetensors",
-    "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors",
-    "text_encoder/config.json",
-    "text_encoder/model.safetensors",
-    "tokenizer/vocab.json",
-    "tokenizer/merges.txt",
-    "scheduler/scheduler_config.json",
+    (("unet/config.json",),),
+    _weights("unet/diffusion_pytorch_model.safetensors"),
+    (("vae/config.json",),),
+    _weights("vae/diffusion_pytorch_model.safetensors"),
+    (("text_encoder/config.json",),),
+    _weights("text_encoder/model.safetensors"),
+    # The original CLIP files, or the fast tokenizer's single file (what transformers 5 saves).
+    (("tokenizer/vocab.json", "tokenizer/merges.txt"), ("tokenizer/tokenizer.json",)),
+    (("scheduler/scheduler_config.json",),),
 )
-SINGLE_MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+SINGLE_MODEL_FILES = ((("config.json",),), _weights("diffusion_pytorch_model.safetensors"))
+# The Hugging Face cache names a weight file's blob by its sha256 (huggingface_hub cache layout).
+SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class Source:
-    """One model repository: a hub id + revision (real) or a local directory (tiny)."""
+    """One model repository: a hub id + revision, or a local directory (real weights or the tiny model)."""
 
     role: str  # "base", "motion_adapter", "controlnet"
     location: str  # hub id or local path
     revision: str | None
-    required: tuple[str, ...]
+    required: tuple[tuple[tuple[str, ...], ...], ...]  # requirements -> options -> files, see BASE_FILES
+
+    @property
+    def directory(self) -> Path | None:
+        """The local directory this source names, or None for a hub id."""
+        path = Path(self.location).expanduser()
+        return path.resolve() if path.is_dir() else None
+
+    def find(self, filename: str) -> Path | None:
+        """Where `filename` is on this machine (local directory or Hugging Face cache), or None."""
+        if self.directory is not None:
+            path = self.directory / filename
+            return path if path.is_file() else None
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            found = try_to_load_from_cache(self.location, filename, revision=self.revision)
+        except HFValidationError:  # neither an existing directory nor a valid hub id
+            return None
+        return Path(found) if isinstance(found, str) else None  # None or the "known not to exist" sentinel
+
+    def present_files(self) -> list[str] | None:
+        """The files this source will load (the first present option of each requirement), or None
+        if a requirement has no option present."""
+        chosen = []
+        for options in self.required:
+            option = next((o for o in options if all(self.find(f) is not None for f in o)), None)
+            if option is None:
+                return None
+            chosen += option
+        return chosen
+
+    def variant(self, subfolder: str | None) -> str | None:
+        """"fp16" when the weights present in `subfolder` are only diffusers' fp16 variant."""
+        prefix = f"{subfolder}/" if subfolder else ""
+        used = self.present_files() or []
+        return FP16 if any(f.startswith(prefix) and f.endswith(f".{FP16}.safetensors") for f in used) else None
+
+    @property
+    def name(self) -> str:
+        return str(self.directory) if self.directory is not None else f"{self.location}@{self.revision}"
 
 
 @dataclass(frozen=True)
@@ -83,26 +141,44 @@ def tiny_dir(cli_value: str | None) -> Path:
 
 
 def missing_files(spec: ModelSpec) -> list[str]:
-    """'id@revision: file' for every required file not in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-
+    """'id@revision: file' (or 'directory: file') for every requirement with no option on this machine."""
     missing = []
     for source in spec.sources:
-        for filename in source.required:
-            found = try_to_load_from_cache(source.location, filename, revision=source.revision)
-            if not isinstance(found, str):  # None or the "known not to exist" sentinel
-                missing.append(f"{source.location}@{source.revision}: {filename}")
+        for options in source.required:
+            if not any(all(source.find(f) is not None for f in option) for option in options):
+                missing.append(f"{source.name}: {' or '.join(' + '.join(option) for option in options)}")
     return missing
 
 
 def download_hint(spec: ModelSpec) -> str:
     from huggingface_hub import constants
 
-    commands = "; ".join(f"hf download {s.location} --revision {s.revision}" for s in spec.sources)
-    return (
-        f"For real frames, download the weights on a machine with network access ({commands}) into the "
-        f"Hugging Face cache ({constants.HF_HUB_CACHE}; set HF_HOME to move it). Rubble never downloads."
-    )
+    hub = [s for s in spec.sources if s.directory is None and _is_hub_id(s.location)]
+    local = [s for s in spec.sources if s.directory is not None]
+    hints = [f"{s.location!r} ([model] {s.role}) is neither a directory on this machine nor a Hugging Face id."
+             for s in spec.sources if s.directory is None and not _is_hub_id(s.location)]
+    if hub:
+        commands = "; ".join(f"hf download {s.location} --revision {s.revision}" for s in hub)
+        hints.append(
+            f"For real frames, download the weights on a machine with network access ({commands}) into the "
+            f"Hugging Face cache ({constants.HF_HUB_CACHE}; set HF_HOME to move it). Rubble never downloads."
+        )
+    if local:
+        directories = ", ".join(str(s.directory) for s in local)
+        hints.append(f"Complete the local model directories ({directories}) in the diffusers layout, "
+                     "as `hf download` or save_pretrained() writes it.")
+    return " ".join(hints)
+
+
+def _is_hub_id(location: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(location)
+    except HFValidationError:
+        return False
+    return True
 
 
 def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpec:
@@ -154,6 +230,7 @@ def load_pipeline(spec: ModelSpec, device: str):
         DDIMScheduler,
         MotionAdapter,
         UNet2DConditionModel,
+        UNetMotionModel,
     )
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -161,11 +238,14 @@ def load_pipeline(spec: ModelSpec, device: str):
     base, adapter, controlnet = (spec.source(r) for r in ("base", "motion_adapter", "controlnet"))
 
     def load(cls, source: Source, subfolder: str | None = None, **extra):
-        kwargs = {"revision": source.revision, "local_files_only": True, **extra}
+        local = source.directory
+        kwargs = {"revision": None if local else source.revision, "local_files_only": True, **extra}
         if subfolder:
             kwargs["subfolder"] = subfolder
+        if "use_safetensors" in extra and source.variant(subfolder):
+            kwargs["variant"] = source.variant(subfolder)
         try:
-            return cls.from_pretrained(source.location, **kwargs)
+            return cls.from_pretrained(str(local or source.location), **kwargs)
         except (OSError, ValueError) as exc:
             raise BackendError(
                 "missing_weights",
@@ -174,12 +254,18 @@ def load_pipeline(spec: ModelSpec, device: str):
             ) from exc
 
     weights = {"use_safetensors": True, "torch_dtype": dtype}
+    # The pipeline would build this motion UNet from the two itself, but then also keep the
+    # adapter, whose weights the motion UNet holds copies of, and pipe.to() would move both
+    # to the GPU. Built here, the 2D UNet and the adapter are dropped once copied.
+    unet = UNetMotionModel.from_unet2d(
+        load(UNet2DConditionModel, base, "unet", **weights), load(MotionAdapter, adapter, **weights)
+    )
     pipe = AnimateDiffControlNetPipeline(
         vae=load(AutoencoderKL, base, "vae", **weights),
         text_encoder=load(CLIPTextModel, base, "text_encoder", **weights),
         tokenizer=load(CLIPTokenizer, base, "tokenizer"),
-        unet=load(UNet2DConditionModel, base, "unet", **weights),
-        motion_adapter=load(MotionAdapter, adapter, **weights),
+        unet=unet,
+        motion_adapter=None,  # already inside `unet`
         controlnet=load(ControlNetModel, controlnet, **weights),
         # DDIM, linear betas, linspace spacing: the settings of diffusers' AnimateDiff docs for SD1.5 adapters.
         scheduler=load(
@@ -201,17 +287,27 @@ def describe(spec: ModelSpec) -> dict:
             "tiny_model": str(root),
             "tiny_model_sha256": files.sha256_tree(root),
         }
-    from huggingface_hub import try_to_load_from_cache
-
     out = {"smoke_test": False, "weights": "pretrained", "sources": {}}
     for source in spec.sources:
-        weights = {}
-        commit = None
-        for filename in source.required:
-            path = Path(try_to_load_from_cache(source.location, filename, revision=source.revision))
-            commit = path.parents[len(Path(filename).parts) - 1].name  # …/snapshots/<commit>/<filename>
-            if filename.endswith(".safetensors"):
-                # The cache stores LFS files as blobs named by their sha256 (huggingface_hub cache layout).
-                weights[filename] = path.resolve().name
-        out["sources"][source.role] = {"id": source.location, "revision": source.revision, "commit": commit, "sha256": weights}
+        digests, commit = {}, None
+        for filename in source.present_files() or []:
+            path = source.find(filename)
+            if source.directory is None:
+                commit = path.parents[len(Path(filename).parts) - 1].name  # …/snapshots/<commit>/<filename>
+            digests[filename] = file_sha256(path)
+        out["sources"][source.role] = {
+            "id": str(source.directory) if source.directory is not None else source.location,
+            "revision": None if source.directory is not None else source.revision,
+            "commit": commit,  # None for a local directory: its identity is its files' digests
+            "sha256": digests,
+        }
     return out
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256: the cache's blob name when the file is a link to a blob named by its sha256
+    (weights in a Hugging Face cache with symlinks), else hashed once and remembered (file_hashes)."""
+    blob = path.resolve().name
+    if path.is_symlink() and SHA256_NAME.fullmatch(blob):
+        return blob
+    return file_hashes.sha256(path)

@@ -169,3 +169,20 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def angle_deg(a, b) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, float(np.dot(a, b))))))
+
+
+def add_near_object(shot_dir: Path, frames, depth: float = 1.0) -> None:
+    """Put a near object (in the sky, top-left) into `frames`' Depth pass, so the shot's nearest
+    depth changes over time: per-frame or per-chunk depth statistics then differ from per-shot ones."""
+    for frame in frames:
+        path = shot_dir / "passes" / f"{frame:04d}.exr"
+        parts = []
+        for part in OpenEXR.File(str(path), separate_channels=True).parts:
+            channels = {name: np.array(channel.pixels) for name, channel in part.channels.items()}
+            if "ViewLayer.Depth.Z" in channels:
+                z = channels["ViewLayer.Depth.Z"]
+                at = layout(z.shape[1], z.shape[0])
+                z[at.sky_rows, : z.shape[1] // 4] = depth
+            header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "Frame": str(frame)}
+            parts.append(OpenEXR.Part(header, channels, part.name()))
+        OpenEXR.File(parts).write(str(path))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import layout, make_shot, run_backend
+from conftest import add_near_object, layout, make_shot, run_backend
 
 @pytest.fixture(scope="module")
 def derived(tmp_path_factory) -> Path:
@@ -81,3 +81,65 @@ def test_clay_is_srgb_preview(derived):
     at = layout(64, 48)
     # The box front's linear value is 0.6 * 0.6 = 0.36 -> sRGB 0.63 -> 161, not 92 (linear).
     assert abs(int(clay[at.box_rows, at.box_front_cols].mean()) - 161) <= 1
+
+
+def test_background_normal_faces_the_camera(derived):
+    # A unit normal, not grey: the MiDaS normal annotator (controlnet_aux/midas) sets its
+    # background to x = y = 0, i.e. the flat "facing the camera" normal, RGB (128, 128, 255).
+    normal = np.asarray(load(derived, "normal", 1))
+    sky = normal[layout(64, 48).sky_rows].reshape(-1, 3)
+    assert (sky == (128, 128, 255)).all(), f"background normal colours: {np.unique(sky, axis=0)}"
+
+
+@pytest.fixture(scope="module")
+def changing_extremes(tmp_path_factory) -> Path:
+    """A shot whose nearest depth changes: a near object (z = 1) only in frames 3 and 4."""
+    shot = make_shot(tmp_path_factory.mktemp("extremes") / "shot")
+    add_near_object(shot, frames=(3, 4), depth=1.0)
+    run = run_backend("control", str(shot))
+    assert run.returncode == 0, run.stderr
+    return shot
+
+
+def test_static_surface_keeps_its_depth_value_in_every_frame(changing_extremes):
+    at = layout(64, 48)
+    ground = [np.asarray(load(changing_extremes, "depth", f))[at.ground_rows] for f in (1, 2, 3, 4)]
+    near = np.asarray(load(changing_extremes, "depth", 3))[at.sky_rows, :16]
+    assert (near == 65535).all(), "the near object is the nearest thing in the shot"
+    assert 0 < ground[0].min() and ground[0].max() < 65535, "the ground lies inside the shot's range"
+    for frame, values in zip((2, 3, 4), ground[1:]):
+        assert np.array_equal(values, ground[0]), f"the static ground changed brightness in frame {frame}"
+
+
+@pytest.mark.parametrize("chunk", ["1-2", "3-4"])
+def test_chunks_keep_the_shot_normalisation_when_extremes_change(changing_extremes, tmp_path, chunk):
+    copy = tmp_path / "chunk"
+    shutil.copytree(changing_extremes / "passes", copy / "passes")
+    shutil.copy(changing_extremes / "shot.json", copy / "shot.json")
+    run = run_backend("control", str(copy), "--frames", chunk)
+    assert run.returncode == 0, run.stderr
+    first, last = map(int, chunk.split("-"))
+    for frame in range(first, last + 1):
+        assert np.array_equal(np.asarray(load(copy, "depth", frame)), np.asarray(load(changing_extremes, "depth", frame)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_percentiles_match_numpy_within_the_stated_bound(seed):
+    from inference import control
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(5):  # continuous depths (no ties), a flat wall, a few near outliers, sky
+        depth = rng.lognormal(mean=rng.uniform(0.5, 4.0), sigma=rng.uniform(0.1, 1.5), size=(60, 80))
+        depth[:10] = 1e10
+        depth[10:20, :40] = 60.0
+        depth[20, :3] = rng.uniform(0.05, 0.2, size=3)
+        frames.append(depth.astype(np.float32))
+    histogram = control.DisparityHistogram()
+    for depth in frames:
+        histogram.add(depth)
+    values = np.concatenate([control.disparity(d)[d < control.BACKGROUND_DEPTH] for d in frames]).astype(np.float64)
+    for q in (0.0, 0.5, 1.0, 37.3, 50.0, 99.0, 99.9, 100.0):
+        (streamed,) = histogram.percentiles((q,))
+        exact = np.percentile(values, q)
+        assert abs(streamed - exact) <= control.PERCENTILE_RELATIVE_ERROR * exact, (q, streamed, exact)
