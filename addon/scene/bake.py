@@ -11,6 +11,7 @@ import bpy
 
 from ..core.preset import Preset
 from ..core.shot_manifest import camera_record
+from .ownership import own
 
 # Densities in kg/m^3: normal-weight concrete 24 kN/m^3 and solid brick masonry
 # ~19 kN/m^3 (EN 1991-1-1, Annex A, Tables A.1 and A.2), divided by g.
@@ -29,6 +30,9 @@ def setup_rigid_bodies(scene: bpy.types.Scene, pieces, ground, preset: Preset) -
         with bpy.context.temp_override(scene=scene):
             bpy.ops.rigidbody.world_add()
     world = scene.rigidbody_world
+    if world.collection is None:  # made here rather than by object_add, so Rubble can tag it
+        world.collection = bpy.data.collections.new("RigidBodyWorld")
+    own(world.collection)
     world.point_cache.frame_start = preset.shot.frame_start
     world.point_cache.frame_end = preset.shot.frame_end
     density = DENSITY[preset.building.material]
