@@ -61,3 +61,15 @@ def test_a_shot_from_an_unknown_schema_is_refused_not_overwritten(tmp_path):
     with pytest.raises(pipeline.StageError, match="this Rubble reads 'rubble.shot/1'"):
         list(pipeline.run(again))
     assert '"rubble.shot/2"' in manifest.read_text()
+
+
+def test_a_piece_weighs_its_density_times_its_volume(tmp_path):
+    job = _bake(tmp_path, building={"material": "masonry"})
+    b = job.preset.building
+    column = job.scene.objects["Column.0.0.0"]
+    volume = b.column_size_m ** 2 * (b.storey_height_m - b.slab_thickness_m)
+    # Solid brick masonry: 19 kN/m^3 (EN 1991-1-1, Table A.2) / g = 1900 kg/m^3 (bake.DENSITY).
+    assert column.rigid_body.mass == pytest.approx(1900.0 * volume, rel=1e-4)
+    slab = job.scene.objects["Slab.0.0.0"]
+    side = b.bay_width_m - 0.02  # build.SLAB_GAP_M
+    assert slab.rigid_body.mass == pytest.approx(1900.0 * side * side * b.slab_thickness_m, rel=1e-4)
