@@ -61,10 +61,10 @@ def resolve_preset(shot_dir: Path, preset_path: Path | None, rebuild: bool) -> P
     if not (shot_dir / "shot.json").exists():
         return load_preset(preset_path or DEFAULT_PRESET)
     try:
-        stored = preset_from_dict(read_manifest(shot_dir)["preset"], source=str(shot_dir / "shot.json"))
-    except (ShotManifestError, KeyError) as exc:
-        raise pipeline.StageError(f"{shot_dir / 'shot.json'} has no readable preset ({exc}); "
-                                  "pass --preset with --rebuild to make the shot again.") from None
+        manifest = read_manifest(shot_dir)
+    except ShotManifestError as exc:  # another Rubble's shot: refused, never overwritten
+        raise pipeline.StageError(str(exc)) from None
+    stored = preset_from_dict(manifest.get("preset", {}), source=f"{shot_dir / 'shot.json'} [preset]")
     if preset_path is None:
         return stored
     preset = load_preset(preset_path)
