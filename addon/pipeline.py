@@ -135,6 +135,7 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
         scene = ownership.own(bpy.context.scene, ownership.SHOT)
         scene.name = SCENE_NAME
         return scene
+    ownership.remove(ownership.EDIT)  # the edit of the shot being replaced shows its frames
     return ownership.new_scene(SCENE_NAME, ownership.SHOT)
 
 
