@@ -13,7 +13,8 @@ from pathlib import Path
 
 from . import pipeline
 from .core.backend import BackendError
-from .core.preset import DEFAULT_PRESET, PresetError, load_preset
+from .core.preset import DEFAULT_PRESET, Preset, PresetError, load_preset, preset_from_dict
+from .core.shot_manifest import ShotManifestError, read_manifest
 
 
 def parse_frames(text: str) -> tuple[int, int]:
@@ -33,7 +34,10 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     shot = sub.add_parser("shot", help="run the pipeline stages for one shot directory")
     shot.add_argument("shot_dir", type=Path)
-    shot.add_argument("--preset", type=Path, default=DEFAULT_PRESET, help="preset TOML (default: %(default)s)")
+    shot.add_argument("--preset", type=Path,
+                      help=f"preset TOML (default: the existing shot's own preset from shot.json, else {DEFAULT_PRESET})")
+    shot.add_argument("--rebuild", action="store_true",
+                      help="replace an existing shot whose shot/building/trigger differ from --preset")
     shot.add_argument("--stages", default=",".join(pipeline.STAGES),
                       help="comma-separated subset of: %(default)s (scene stages always run, and skip when fresh)")
     shot.add_argument("--frames", type=parse_frames, help="render passes only for this chunk, e.g. 1-12")
@@ -49,10 +53,34 @@ def _log(message: str) -> None:
     print(f"[rubble] {message}", file=sys.stderr, flush=True)
 
 
+def resolve_preset(shot_dir: Path, preset_path: Path | None, rebuild: bool) -> Preset:
+    """The preset of a run. Once a shot exists, its shot.json is the truth: without --preset the
+    run uses it, and a --preset that would define another scene is refused (a farm chunk with
+    the wrong or no preset must never reset a shot other chunks are reading). Render, look and
+    model changes are ordinary: they re-run the stages downstream of them."""
+    if not (shot_dir / "shot.json").exists():
+        return load_preset(preset_path or DEFAULT_PRESET)
+    try:
+        manifest = read_manifest(shot_dir)
+    except ShotManifestError as exc:  # another Rubble's shot: refused, never overwritten
+        raise pipeline.StageError(str(exc)) from None
+    stored = preset_from_dict(manifest.get("preset", {}), source=f"{shot_dir / 'shot.json'} [preset]")
+    if preset_path is None:
+        return stored
+    preset = load_preset(preset_path)
+    differing = [s for s in pipeline.SCENE_SECTIONS if preset.section_hash(s) != stored.section_hash(s)]
+    if differing and not rebuild:
+        raise pipeline.StageError(
+            f"{preset_path} differs from the shot in {shot_dir} in [{', '.join(differing)}], which define its "
+            "scene. Leave out --preset to use the shot's own, or add --rebuild to replace the shot "
+            "(its bake, passes and frames are redone).")
+    return preset
+
+
 def run_shot(args) -> int:
     import bpy
     bpy.context.preferences.filepaths.save_version = 0  # no shot.blend1 backups in a shot directory
-    preset = load_preset(args.preset)
+    preset = resolve_preset(args.shot_dir, args.preset, args.rebuild)
     job = pipeline.ShotJob(shot_dir=args.shot_dir, preset=preset,
                            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
                            frames=args.frames, backend_python=args.backend_python,

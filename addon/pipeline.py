@@ -8,6 +8,7 @@ runs again only when something it depends on changed.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
 from .core.stamps import Stamps, digest
-from .scene import bake, build, passes, sequencer, trigger
+from .scene import bake, build, ownership, passes, sequencer, trigger
 
-SCENE_NAME = "Rubble"
+SCENE_NAME = "Rubble"  # what the shot's scene is called; Rubble finds it by its tag (scene/ownership.py)
+# The preset sections that define the simulated scene: changing one means a new shot.
+SCENE_SECTIONS = ("shot", "building", "trigger")
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
 
 
@@ -80,7 +83,7 @@ class ShotJob:
 
     # Stage keys: each includes the key of what it builds on.
     def scene_key(self) -> str:
-        return digest("scene", VERSION, self.preset.section_hash("shot", "building", "trigger"))
+        return digest("scene", VERSION, self.preset.section_hash(*SCENE_SECTIONS))
 
     def pass_key(self) -> str:
         return digest("passes", self.scene_key(), self.preset.section_hash("render"))
@@ -99,9 +102,17 @@ def _up_to_date(stage: str) -> Progress:
 
 # --- scene stages -----------------------------------------------------------------
 
+def reset_session() -> None:
+    """An empty file for a process that belongs to the job. Unlike read_factory_settings,
+    read_homefile keeps the preferences and the enabled extensions (Rubble itself, whose
+    `blender -c rubble` command is running this) and `save_version = 0`."""
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+
+
 def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
     """The shot's scene: reused when its key matches, reloaded from shot.blend when the
-    process is the job's own and the file is fresh, otherwise a new empty one."""
+    process is the job's own and the file is fresh, otherwise a new empty one. Only a
+    scene tagged as Rubble's is ever reused or replaced, whatever the artist's are called."""
     if (job.shot_dir / "shot.json").exists():
         # A shot made by another Rubble version is refused, never silently overwritten.
         try:
@@ -110,22 +121,42 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
             raise StageError(str(exc)) from None
     key = job.scene_key()
     fresh_on_disk = job.stamps.is_fresh("bake", key, [job.blend_path, job.shot_dir / "shot.json"])
-    existing = bpy.data.scenes.get(SCENE_NAME)
+    existing = ownership.find_scene(ownership.SHOT)
     if (existing is not None and existing.get("rubble_scene_key") == key
             and existing.get("rubble_shot_dir") == str(job.shot_dir) and fresh_on_disk):
         return existing
     if job.owns_session and fresh_on_disk:
         bpy.ops.wm.open_mainfile(filepath=str(job.blend_path))
-        return bpy.data.scenes[SCENE_NAME]
+        scene = ownership.find_scene(ownership.SHOT)
+        if scene is not None and scene.get("rubble_scene_key") == key:
+            return scene
     if job.owns_session:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        scene = bpy.context.scene
-    else:
-        if existing is not None:
-            bpy.data.scenes.remove(existing)
-        scene = bpy.data.scenes.new(SCENE_NAME)
-    scene.name = SCENE_NAME
-    return scene
+        reset_session()
+        scene = ownership.own(bpy.context.scene, ownership.SHOT)
+        scene.name = SCENE_NAME
+        return scene
+    ownership.remove(ownership.EDIT)  # the edit of the shot being replaced shows its frames
+    return ownership.new_scene(SCENE_NAME, ownership.SHOT)
+
+
+def write_shot_blend(job: ShotJob) -> None:
+    """shot.blend holds the shot's and the edit's scenes and what they use, never the rest
+    of an artist's file; paths become relative so the shot folder can move. Written to a
+    temporary name first, so a reader (a farm chunk) never opens half a file."""
+    scenes = {s for s in (ownership.find_scene(ownership.SHOT), ownership.find_scene(ownership.EDIT)) if s}
+    tmp = job.blend_path.with_name(f".{job.blend_path.stem}.tmp.blend")
+    bpy.data.libraries.write(str(tmp), scenes, path_remap="RELATIVE_ALL")
+    os.replace(tmp, job.blend_path)
+
+
+def sync_manifest_preset(job: ShotJob) -> None:
+    """shot.json carries the preset the backend reads (look, model): keep it the job's
+    when only the downstream sections changed. Unchanged presets write nothing, so
+    parallel farm chunks never rewrite the file under each other."""
+    manifest = read_manifest(job.shot_dir)
+    if manifest.get("preset") != job.preset.to_dict():
+        manifest["preset"] = job.preset.to_dict()
+        write_manifest(job.shot_dir, manifest)
 
 
 def stage_build(job: ShotJob) -> Iterator[Progress]:
@@ -147,6 +178,7 @@ def stage_trigger(job: ShotJob) -> Iterator[Progress]:
 
 def stage_bake(job: ShotJob) -> Iterator[Progress]:
     if not job._objects:
+        sync_manifest_preset(job)
         yield _up_to_date("bake")
         return
     scene = job.scene
@@ -160,7 +192,7 @@ def stage_bake(job: ShotJob) -> Iterator[Progress]:
     scene["rubble_scene_key"] = job.scene_key()
     scene["rubble_shot_dir"] = str(job.shot_dir)
     job.shot_dir.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(job.blend_path), copy=True)
+    write_shot_blend(job)
     job.stamps.record("bake", job.scene_key())
     yield Progress("bake", 2, 2, f"baked frames {scene.frame_start}-{scene.frame_end}, saved {job.blend_path.name}")
 
@@ -256,7 +288,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
 def stage_composite(job: ShotJob) -> Iterator[Progress]:
     movie = job.shot_dir / "final.mp4"
     key = digest("composite", job.generate_key())
-    if job.stamps.is_fresh("composite", key, [movie]) and bpy.data.scenes.get(sequencer.EDIT_SCENE):
+    if job.stamps.is_fresh("composite", key, [movie]) and ownership.find_scene(ownership.EDIT):
         yield _up_to_date("composite")
         return
     clay = [job.shot_dir / "control" / "clay" / f"{f:04d}.png" for f in job.shot_frames()]
@@ -267,7 +299,7 @@ def stage_composite(job: ShotJob) -> Iterator[Progress]:
     edit = sequencer.build_edit(job.scene, clay, generated)
     yield Progress("composite", 0, 1, "rendering final.mp4")
     sequencer.render_movie(edit, movie)
-    bpy.ops.wm.save_as_mainfile(filepath=str(job.blend_path), copy=True)
+    write_shot_blend(job)
     job.stamps.record("composite", key)
     yield Progress("composite", 1, 1, f"wrote {movie.name}")
 

@@ -9,6 +9,7 @@ from mathutils import Vector
 
 from ..core.preset import Preset
 from ..core.shot_manifest import ROLE_INDEX
+from .ownership import own, own_object
 
 COLLECTION = "Rubble Building"
 # Gap between neighbouring slab bays so that their collision margins do not push
@@ -31,11 +32,11 @@ def box(name: str, size: tuple[float, float, float], location: tuple[float, floa
     obj.pass_index = ROLE_INDEX[role]
     obj["rubble_role"] = role
     collection.objects.link(obj)
-    return obj
+    return own_object(obj)
 
 
 def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
-    coll = bpy.data.collections.new(name)
+    coll = own(bpy.data.collections.new(name))
     scene.collection.children.link(coll)
     return coll
 
@@ -97,7 +98,7 @@ def build_camera(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
         cam.keyframe_insert("location", frame=frame)
         cam.keyframe_insert("rotation_euler", frame=frame)
     scene.camera = cam
-    return cam
+    return own_object(cam)
 
 
 def build_lighting(scene: bpy.types.Scene) -> None:
@@ -106,7 +107,8 @@ def build_lighting(scene: bpy.types.Scene) -> None:
     sun = bpy.data.objects.new("Rubble Sun", sun_data)
     sun.rotation_euler = (0.8, 0.2, -0.6)
     scene.collection.objects.link(sun)
-    world = bpy.data.worlds.new("Rubble Sky")
+    own_object(sun)
+    world = own(bpy.data.worlds.new("Rubble Sky"))
     world.color = (0.45, 0.47, 0.5)
     if world.node_tree is None:  # Blender 4.x; 5.0 always gives worlds a node tree
         world.use_nodes = True

@@ -87,7 +87,11 @@ def render_frame(scene: bpy.types.Scene, frame: int, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.exr")
     scene.frame_set(frame)
     scene.render.filepath = str(tmp)
-    bpy.ops.render.render(write_still=True, scene=scene.name)
+    # The shot's scene must be the context scene: render.render(scene=...) of another scene
+    # sets the rendered scene to the context scene's current frame, so an artist's file
+    # would get frame 1 (or whatever its own scene shows) for every pass.
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.render.render(write_still=True)
     if not tmp.exists():
         raise RuntimeError(f"Cycles did not write {tmp}; see Blender's log above.")
     os.replace(tmp, path)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import bpy
 
+from . import ownership
+
 EDIT_SCENE = "Rubble Edit"
 CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
 
@@ -24,11 +26,20 @@ def _image_strip(strips, name: str, files: list[Path], channel: int, frame_start
     return strip
 
 
+def show_pixels_unchanged(edit: bpy.types.Scene) -> None:
+    """The generated PNGs are display-ready sRGB: the movie must carry their pixels as they
+    are. The default view transform (AgX in 5.0, Filmic in 4.2) would tone-map them again."""
+    view = edit.view_settings
+    view.view_transform = "Standard"
+    view.look = "None"
+    view.exposure, view.gamma = 0.0, 1.0
+    edit.display_settings.display_device = "sRGB"
+    edit.sequencer_colorspace_settings.name = "sRGB"
+
+
 def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Path]) -> bpy.types.Scene:
-    old = bpy.data.scenes.get(EDIT_SCENE)
-    if old is not None:
-        bpy.data.scenes.remove(old)
-    edit = bpy.data.scenes.new(EDIT_SCENE)
+    edit = ownership.new_scene(EDIT_SCENE, ownership.EDIT)
+    show_pixels_unchanged(edit)
     edit.frame_start, edit.frame_end = shot_scene.frame_start, shot_scene.frame_end
     edit.render.fps = shot_scene.render.fps
     edit.render.resolution_x = shot_scene.render.resolution_x
@@ -55,7 +66,8 @@ def render_movie(edit: bpy.types.Scene, path: Path) -> None:
     render.use_file_extension = False
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     render.filepath = str(tmp)
-    bpy.ops.render.render(animation=True, scene=edit.name)
+    with bpy.context.temp_override(scene=edit):  # as for the passes: the edit must be the context scene
+        bpy.ops.render.render(animation=True)
     if not tmp.exists():
         raise RuntimeError(f"Blender's FFmpeg output did not write {tmp}; is this Blender built with FFmpeg?")
     os.replace(tmp, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..core.preset import Preset
+from .ownership import own_object
 
 DROP_FRAMES = 2  # a charge removes a column within about a tenth of a second at 24 fps
 
@@ -27,4 +28,5 @@ def run(pieces: list[bpy.types.Object], preset: Preset) -> list[bpy.types.Object
         column.location.z -= drop
         column.keyframe_insert("location", frame=trigger.frame + DROP_FRAMES)
         column.location.z += drop
+        own_object(column)  # its new action is Rubble's too
     return removed
