@@ -12,7 +12,9 @@ from conftest import REPO, SMALL_SHOT, run_cli, write_preset
 
 
 def _mtimes(shot_dir):
-    return {name: (shot_dir / name).stat().st_mtime_ns for name in ("shot.blend", "shot.json", ".rubble/stamps.json")}
+    """shot.blend, shot.json and every stage stamp (one small file each, core/stamps.py)."""
+    paths = [shot_dir / "shot.blend", shot_dir / "shot.json", *(shot_dir / ".rubble" / "stamps").rglob("*")]
+    return {str(p.relative_to(shot_dir)): p.stat().st_mtime_ns for p in paths if p.is_file()}
 
 
 def test_existing_shot_keeps_its_preset_unless_rebuilt(tmp_path, small_preset):
