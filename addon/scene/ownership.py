@@ -50,7 +50,17 @@ def remove(kind: str) -> None:
     """Remove everything of this kind at once (one batch: no quadratic per-ID removal)."""
     blocks = owned(kind)
     if blocks:
+        _show_another_scene(set(s for s in blocks if isinstance(s, bpy.types.Scene)))
         bpy.data.batch_remove(blocks)
+
+
+def _show_another_scene(going: set) -> None:
+    """A window showing a scene that is about to go shows one of the artist's instead, so
+    Blender never draws a removed scene."""
+    others = [s for s in bpy.data.scenes if s not in going]
+    for window in bpy.context.window_manager.windows if others else ():
+        if window.scene in going:
+            window.scene = others[0]
 
 
 def new_scene(name: str, kind: str) -> bpy.types.Scene:

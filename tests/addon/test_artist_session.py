@@ -134,3 +134,16 @@ def test_movie_keeps_the_generated_colours(tmp_path):
     expected = np.array(png.pixels[:]).reshape(64, 96, 4)[..., :3]
     decoded = np.array(movie.pixels[:]).reshape(64, 96, 4)[..., :3]
     np.testing.assert_allclose(decoded.mean(axis=(0, 1)), expected.mean(axis=(0, 1)), atol=H264_TOLERANCE)
+
+
+def test_a_window_showing_the_shot_scene_is_moved_before_it_is_replaced():
+    """The artist looks at Rubble's scene when the next Generate replaces it: the window
+    falls back to the artist's scene instead of drawing a removed one."""
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    artist = bpy.context.scene
+    window = bpy.context.window_manager.windows[0]
+    shot = ownership.new_scene("Rubble", ownership.SHOT)
+    window.scene = shot
+    replacement = ownership.new_scene("Rubble", ownership.SHOT)
+    assert window.scene == artist
+    assert sorted(s.name for s in bpy.data.scenes) == sorted([artist.name, replacement.name])
