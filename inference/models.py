@@ -5,6 +5,7 @@ local_files_only=True)` from the Hugging Face cache. When they are absent, `weig
 falls back loudly to the tiny random-weight model; `"pretrained"` refuses with what to download.
 """
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -93,6 +94,24 @@ def missing_files(spec: ModelSpec) -> list[str]:
             if not isinstance(found, str):  # None or the "known not to exist" sentinel
                 missing.append(f"{source.location}@{source.revision}: {filename}")
     return missing
+
+
+def motion_adapter_config(spec: ModelSpec) -> dict:
+    """The motion adapter's config.json (a local directory, or the Hugging Face cache), no weights loaded."""
+    source = spec.source("motion_adapter")
+    path = Path(source.location) / "config.json"
+    if not path.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source.location, "config.json", revision=source.revision)
+        if not isinstance(found, str):  # None or the "known not to exist" sentinel
+            raise BackendError(
+                "missing_weights",
+                f"The motion adapter's config.json is not on this machine ({source.location}@{source.revision}).",
+                download_hint(spec) if not spec.smoke_test else f"Rebuild it: python -m inference tiny-model {Path(source.location).parent}",
+            )
+        path = Path(found)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def download_hint(spec: ModelSpec) -> str:
