@@ -205,7 +205,6 @@ def test_an_uneven_shot_blends_every_frame_as_a_convex_mix_of_its_windows(tmp_pa
             assert (blended[offset] >= stack.min(0) - 0.5).all() and (blended[offset] <= stack.max(0) + 0.5).all(), (
                 f"frame {offset + 1} is not a weighted mean of its windows (weights not summing to 1?)"
             )
-    assert np.abs(blended[3] - np.asarray(Image.open(shot / "windows/000/0004.png"), dtype=np.float64)).mean() > 0.5
 
 
 def _nan_vae_copy(tiny_model: Path, out: Path) -> Path:
