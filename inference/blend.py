@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__, files, protocol, windows
+from .animatediff_controlnet import stale_windows
 from .protocol import BackendError
 from .shot import Shot
 
@@ -19,8 +20,6 @@ def frame_path(shot: Shot, frame: int):
 def unfinished(shot: Shot) -> tuple[list[int], list[int]]:
     """Windows not generated yet, and windows generated from inputs that have changed since
     (passes re-rendered, preset edited): blending either would put wrong frames in frames/."""
-    from .animatediff_controlnet import stale_windows
-
     plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
     records = {w.index: windows.read_record(shot.directory, w) for w in plan}
     missing = [i for i, r in records.items() if r is None]
