@@ -165,8 +165,14 @@ def generate(args) -> int:
     description = models.describe(spec)
     provenance.write(shot, description)
     outputs = ["provenance.json"]
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
-    complete = all(windows.read_record(shot.directory, w) is not None for w in plan)
+    missing, stale = blend.unfinished(shot)
+    if stale:  # only possible with --windows: a farm task does its share, the others are reported
+        protocol.warning(
+            "windows_stale",
+            f"Windows {stale} were made from control maps or settings that have changed since, so nothing is "
+            f"blended. Run: {blend.redo_command(shot, stale)}",
+        )
+    complete = not missing and not stale
     if complete:
         with _Stage("blend", timings):
             outputs += _relative(shot, blend.run(shot))

@@ -7,6 +7,7 @@ can run in any order, on any machine, and a finished window is never redone (res
 
 import time
 from dataclasses import asdict
+from importlib import metadata
 
 import numpy as np
 from PIL import Image
@@ -21,20 +22,116 @@ LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
 
 
-def window_inputs(shot: Shot, model_description: dict, window: windows.Window) -> dict:
-    """Everything a window's frames depend on; its hash decides whether a rerun may reuse them."""
+# AnimateDiff's v1-5 motion modules were trained on 16-frame clips (Guo et al. 2023, "AnimateDiff",
+# implementation details); diffusers' FreeNoise docs: set the context to "the maximum frames the Motion
+# Adapter was trained with (usually 16/24/32)". Longer windows run, up to the adapter's positional
+# table (motion_max_seq_length), but drift from what the motion prior learned.
+TRAINING_FRAMES = 16
+# diffusers' MotionAdapter default, for a config.json that does not name it.
+DEFAULT_MOTION_MAX_SEQ_LENGTH = 32
+
+
+def model_identity(description: dict) -> dict:
+    """What the model is, by content, not where it lies: the same weights under another path
+    (relative or absolute, another cache) are the same model (models.describe() has the hashes)."""
+    if description["smoke_test"]:
+        return {"smoke_test": True, "tiny_model_sha256": description["tiny_model_sha256"]}
+    return {
+        "smoke_test": False,
+        "sources": {
+            role: {"commit": source["commit"], "sha256": source["sha256"]}
+            for role, source in sorted(description["sources"].items())
+        },
+    }
+
+
+def pipeline_dtype(device: str) -> str:
+    # models.load_pipeline's choice (fp16 on CUDA, fp32 on CPU); run() checks the loaded pipeline agrees.
+    return "float16" if device == "cuda" else "float32"
+
+
+def runtime(device: str, dtype: str) -> dict:
+    """Where and with what the numbers were computed: the same seed gives other frames on another
+    device, dtype or library version, so a window made elsewhere is not reused as if it were ours."""
+    return {
+        "device": device,
+        "dtype": dtype,
+        **{name: metadata.version(name) for name in ("torch", "diffusers")},
+    }
+
+
+def control_hashes(shot: Shot) -> dict[int, str | None]:
+    """sha256 of each frame's depth control map (None where it is missing)."""
+    hashes = {}
+    for frame in shot.frames:
+        path = control.map_path(shot, "depth", frame)
+        hashes[frame] = files.sha256_file(path) if path.is_file() else None
+    return hashes
+
+
+def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, window: windows.Window) -> dict:
+    """Everything a window's frames depend on; its hash decides whether a rerun may reuse them.
+
+    decode_chunk_size is left out on purpose: it changes memory use, not the frames (tested).
+    """
     frames = shot.frames[window.start : window.stop]
     return {
         "family": shot.model.family,
         "code": __version__,
-        "model": model_description,
+        "model": identity,
+        "runtime": runtime,
         "size": [shot.model.width, shot.model.height],
         "look": asdict(shot.look),
         "seed": shot.seed,
         "shot_frames": [shot.frame_start, shot.frame_end],  # the shot noise's shape
         "window": [frames[0], frames[-1]],
-        "control_sha256": {str(f): files.sha256_file(control.map_path(shot, "depth", f)) for f in frames},
+        "control_sha256": {str(f): controls[f] for f in frames},
     }
+
+
+def stale_windows(shot: Shot, records: dict[int, dict]) -> list[int]:
+    """Windows whose record no longer matches the current control maps and preset.
+
+    Each record's inputs are rebuilt from today's shot (control maps, look, seed, size, frames)
+    with the record's own model and runtime; a record of an older format counts as stale.
+    """
+    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    controls = control_hashes(shot)
+    stale = []
+    for window in plan:
+        record = records.get(window.index)
+        if record is None:
+            continue
+        try:
+            expected = window_inputs(shot, record["inputs"]["model"], record["inputs"]["runtime"], controls, window)
+        except KeyError:
+            stale.append(window.index)
+            continue
+        if files.sha256_json(expected) != record.get("inputs_sha256"):
+            stale.append(window.index)
+    return stale
+
+
+def check_window_length(shot: Shot, spec: ModelSpec) -> None:
+    """Refuse windows longer than the motion adapter can address, before any weights load."""
+    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    longest = max(w.stop - w.start for w in plan)
+    adapter = spec.source("motion_adapter")
+    limit = int(models.motion_adapter_config(spec).get("motion_max_seq_length", DEFAULT_MOTION_MAX_SEQ_LENGTH))
+    if longest > limit:
+        raise BackendError(
+            "window_too_long",
+            f"[model] window = {shot.model.window} gives windows of {longest} frames, but the motion adapter "
+            f"({adapter.location}) supports at most {limit} frames (motion_max_seq_length in its config.json).",
+            f"Set [model] window to at most {limit} in the preset ({TRAINING_FRAMES} is what the v1-5 adapters "
+            "were trained on) and keep overlap below it; long shots are split into windows anyway.",
+        )
+    if longest > TRAINING_FRAMES:
+        protocol.warning(
+            "window_above_training_length",
+            f"[model] window = {shot.model.window} gives windows of {longest} frames; the motion adapter was "
+            f"trained on {TRAINING_FRAMES}-frame clips, so motion may degrade. {TRAINING_FRAMES} is the safe value.",
+        )
 
 
 def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag) -> dict:
@@ -49,11 +146,15 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         )
     chosen = [w for w in plan if selected is None or w.index in selected]
 
+    check_window_length(shot, spec)
+
     # 1. Decide which windows need work.
-    description = models.describe(spec)
+    identity = model_identity(models.describe(spec))
+    dtype = pipeline_dtype(device)
+    controls = control_hashes(shot)
     todo, skipped = [], []
     for window in chosen:
-        inputs = window_inputs(shot, description, window)
+        inputs = window_inputs(shot, identity, runtime(device, dtype), controls, window)
         record = windows.read_record(shot.directory, window)
         if record is not None and record.get("inputs_sha256") == files.sha256_json(inputs):
             skipped.append(window.index)
@@ -71,6 +172,10 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         pipe = models.load_pipeline(spec, device)
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(exc) from exc
+    loaded = str(pipe.unet.dtype).removeprefix("torch.")
+    if loaded != dtype:  # the records would claim a dtype the frames were not made with
+        raise RuntimeError(f"pipeline_dtype() says {dtype} but models.load_pipeline loaded {loaded}; make them agree")
+    _upcast_vae(pipe)
     load_seconds = time.perf_counter() - started
 
     # 3. Shot-level noise: drawn once, on the CPU so every device gets the same numbers.
@@ -112,12 +217,13 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
                 controlnet_conditioning_scale=shot.look.controlnet_scale,
                 conditioning_frames=_conditioning(shot, frames),
                 latents=noise[:, :, window.start : window.stop].to(device=pipe.device, dtype=pipe.unet.dtype),
-                output_type="np",
+                output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
                 callback_on_step_end=on_step,
             )
+            pixels_per_frame = decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
         except torch.OutOfMemoryError as exc:
             raise _out_of_memory(exc) from exc
-        for frame, pixels in zip(frames, output.frames[0]):
+        for frame, pixels in zip(frames, pixels_per_frame):
             image = Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))
             files.write_png(windows.frame_path(shot.directory, window, frame), image)
         seconds = time.perf_counter() - started
@@ -137,6 +243,42 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         generated.append(window.index)
         protocol.progress("window", window.index + 1, len(plan), f"window {window.index} done in {seconds:.1f} s")
     return {"generated": generated, "skipped": skipped}
+
+
+def _upcast_vae(pipe) -> None:
+    """Decode in fp32 where the VAE's config asks for it: SD1.5's VAE overflows to inf/NaN in fp16.
+
+    The same test and cast as diffusers' StableDiffusionXLPipeline (`vae.dtype == float16 and
+    vae.config.force_upcast` -> `vae.to(torch.float32)`). The VAE only decodes here, so it stays upcast.
+    """
+    import torch
+
+    if pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast:
+        pipe.vae.to(torch.float32)
+
+
+def decode(pipe, latents, chunk_size: int, window: windows.Window, frames: list[int]) -> np.ndarray:
+    """Latents (1, C, F, h, w) -> frames (F, H, W, 3) in [0, 1], decoding `chunk_size` frames at a time.
+
+    The VAE treats each frame on its own, so the chunk size changes peak memory, not the frames.
+    Non-finite pixels are an error before anything is written: cast to uint8, NaN turns black.
+    """
+    import torch
+
+    with torch.no_grad():
+        video = pipe.decode_latents(latents.to(pipe.vae.dtype), chunk_size)  # (1, 3, F, H, W) float32
+    if not torch.isfinite(video).all():
+        bad = [frames[i] for i in range(video.shape[2]) if not torch.isfinite(video[:, :, i]).all()]
+        raise BackendError(
+            "non_finite_output",
+            f"Window {window.index} (frames {frames[0]}–{frames[-1]}) decoded to NaN/inf pixels in frames {bad} "
+            f"(UNet {str(pipe.unet.dtype).removeprefix('torch.')}, VAE {str(pipe.vae.dtype).removeprefix('torch.')}); "
+            "nothing of this window was saved.",
+            "An fp16 VAE overflows: decode in fp32 (set force_upcast: true in the VAE's config.json, or run with "
+            "--device cpu, which is fp32 throughout); a very high [look] guidance_scale can also blow up the "
+            "latents, so lower it. Then run generate again: this window is redone.",
+        )
+    return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
 
 def _conditioning(shot: Shot, frames: list[int]) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ variant (`*.fp16.safetensors`). When they are absent, `weights = "auto"` falls b
 the tiny random-weight model; `"pretrained"` refuses with what to download.
 """
 
+import json
 import os
 import re
 import sys
@@ -148,6 +149,19 @@ def missing_files(spec: ModelSpec) -> list[str]:
             if not any(all(source.find(f) is not None for f in option) for option in options):
                 missing.append(f"{source.name}: {' or '.join(' + '.join(option) for option in options)}")
     return missing
+
+
+def motion_adapter_config(spec: ModelSpec) -> dict:
+    """The motion adapter's config.json (a local directory, or the Hugging Face cache), no weights loaded."""
+    source = spec.source("motion_adapter")
+    path = source.find("config.json")
+    if path is None:
+        raise BackendError(
+            "missing_weights",
+            f"The motion adapter's config.json is not on this machine ({source.location}@{source.revision}).",
+            download_hint(spec) if not spec.smoke_test else f"Rebuild it: python -m inference tiny-model {Path(source.location).parent}",
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def download_hint(spec: ModelSpec) -> str:

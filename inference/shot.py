@@ -9,6 +9,8 @@ from .protocol import BackendError
 SCHEMA_NAME = "rubble.shot"
 SUPPORTED_MAJOR = 1
 WEIGHTS_CHOICES = ("auto", "pretrained", "tiny")
+DEFAULT_DECODE_CHUNK_SIZE = 8  # as addon/core/preset.py and presets/default.toml
+DECODE_CHUNK_SIZE_RANGE = (1, 64)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ModelSettings:
     height: int
     window: int
     overlap: int
+    decode_chunk_size: int  # frames the VAE decodes at once: peak memory, not the frames
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ def model_settings(model: dict) -> ModelSettings:
         height=int(model["height"]),
         window=int(model["window"]),
         overlap=int(model["overlap"]),
+        # Shots exported before the key existed decode 8 frames at a time, the preset's default.
+        decode_chunk_size=int(model.get("decode_chunk_size", DEFAULT_DECODE_CHUNK_SIZE)),
     )
     _check_model(settings)
     return settings
@@ -170,5 +175,8 @@ def _check_model(model: ModelSettings) -> None:
     # The VAE downsamples by 8 and the UNet by 2 more per level; SD1.5 pipelines want multiples of 8.
     if model.width % 8 or model.height % 8:
         raise ValueError(f"model width/height {model.width}x{model.height} must be multiples of 8")
+    low, high = DECODE_CHUNK_SIZE_RANGE
+    if not low <= model.decode_chunk_size <= high:
+        raise ValueError(f"model decode_chunk_size {model.decode_chunk_size} must be between {low} and {high}")
     if not 0 <= model.overlap < model.window:
         raise ValueError(f"overlap {model.overlap} must be at least 0 and less than window {model.window}")

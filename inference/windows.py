@@ -54,12 +54,23 @@ def read_record(shot_dir: Path, window: Window) -> dict | None:
 
 
 def weights(window: Window, windows: list[Window]) -> np.ndarray:
-    """Linear cross-fade weights for a window's frames.
+    """Linear cross-fade weights for a window's frames; at every frame they sum to 1 over all windows.
 
-    Over an overlap of n frames, the earlier window fades (n, n-1, …, 1)/(n+1) and the later one
-    rises (1, 2, …, n)/(n+1), so each shared frame's weights sum to 1; frames in one window only
-    weigh 1. Where three windows meet (a moved-back last window) `blend` divides by the sum.
+    Each window ramps up over the frames it shares with earlier windows, (1, 2, …, n)/(n+1), and
+    down over those it shares with later ones, (n, …, 2, 1)/(n+1); frames in no other window
+    weigh 1. Two overlapping windows' ramps already sum to 1; where three windows meet (the
+    moved-back last window) they do not, so every weight is divided by the sum of the ramps of
+    all windows covering its frame, and `blend` can add weighted frames without dividing.
     """
+    covering = np.zeros(window.stop - window.start)
+    for other in windows:
+        start, stop = max(other.start, window.start), min(other.stop, window.stop)
+        if start < stop:
+            covering[start - window.start : stop - window.start] += _ramps(other, windows)[start - other.start : stop - other.start]
+    return _ramps(window, windows) / covering
+
+
+def _ramps(window: Window, windows: list[Window]) -> np.ndarray:
     length = window.stop - window.start
     k = np.arange(length, dtype=np.float64)
     w = np.ones(length)

@@ -89,6 +89,10 @@ def write_passes(path: Path, width: int, height: int, box_depth: float, frame: i
     OpenEXR.File(parts).write(str(path))
 
 
+def box_depth(frame: int, box_scale: float = 1.0, moving: bool = True) -> float:
+    return box_scale * (10.0 - (frame if moving else 1))
+
+
 def make_shot(
     shot_dir: Path,
     frames: int = 4,
@@ -97,8 +101,11 @@ def make_shot(
     model: dict | None = None,
     look: dict | None = None,
     seed: int = 1234,
+    moving: bool = True,
 ) -> Path:
-    """A complete shot directory: shot.json (with the default preset, resolved) + EXR passes."""
+    """A complete shot directory: shot.json (with the default preset, resolved) + EXR passes.
+
+    moving=False keeps the box still, so every frame's passes (and control maps) are the same."""
     preset = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))
     # Small and quick: a 128x80 generation, windows of 2 with 1 shared frame -> 3 windows for 4 frames.
     preset["model"].update({"width": 128, "height": 80, "window": 2, "overlap": 1, **(model or {})})
@@ -106,7 +113,7 @@ def make_shot(
     width, height = size
     for frame in range(1, frames + 1):
         # The box approaches the camera over the shot.
-        write_passes(shot_dir / "passes" / f"{frame:04d}.exr", width, height, box_scale * (10.0 - frame), frame)
+        write_passes(shot_dir / "passes" / f"{frame:04d}.exr", width, height, box_depth(frame, box_scale, moving), frame)
     camera = {
         "matrix_world": CAMERA_MATRIX,
         "lens_mm": 35.0,
