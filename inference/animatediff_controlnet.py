@@ -45,11 +45,6 @@ def model_identity(description: dict) -> dict:
     }
 
 
-def pipeline_dtype(device: str) -> str:
-    # models.load_pipeline's choice (fp16 on CUDA, fp32 on CPU); run() checks the loaded pipeline agrees.
-    return "float16" if device == "cuda" else "float32"
-
-
 def runtime(device: str, dtype: str) -> dict:
     """Where and with what the numbers were computed: the same seed gives other frames on another
     device, dtype or library version, so a window made elsewhere is not reused as if it were ours."""
@@ -150,7 +145,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
 
     # 1. Decide which windows need work.
     identity = model_identity(models.describe(spec))
-    dtype = pipeline_dtype(device)
+    dtype = models.dtype_name(device)
     controls = control_hashes(shot)
     todo, skipped = [], []
     for window in chosen:
@@ -172,9 +167,6 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         pipe = models.load_pipeline(spec, device)
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(exc) from exc
-    loaded = str(pipe.unet.dtype).removeprefix("torch.")
-    if loaded != dtype:  # the records would claim a dtype the frames were not made with
-        raise RuntimeError(f"pipeline_dtype() says {dtype} but models.load_pipeline loaded {loaded}; make them agree")
     _upcast_vae(pipe)
     load_seconds = time.perf_counter() - started
 

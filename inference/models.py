@@ -234,6 +234,12 @@ def pick_device(requested: str | None, spec: ModelSpec) -> str:
     return device
 
 
+def dtype_name(device: str) -> str:
+    """The weights' dtype on a device: fp16 halves GPU memory; CPUs lack fast fp16. Window
+    records name it without importing torch."""
+    return "float16" if device == "cuda" else "float32"
+
+
 def load_pipeline(spec: ModelSpec, device: str):
     """The AnimateDiff + ControlNet pipeline, every component from local files only."""
     import torch
@@ -248,7 +254,7 @@ def load_pipeline(spec: ModelSpec, device: str):
     )
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    dtype = torch.float16 if device == "cuda" else torch.float32  # fp16 halves GPU memory; CPUs lack fast fp16
+    dtype = getattr(torch, dtype_name(device))
     base, adapter, controlnet = (spec.source(r) for r in ("base", "motion_adapter", "controlnet"))
 
     def load(cls, source: Source, subfolder: str | None = None, **extra):
