@@ -41,6 +41,14 @@ class BuildingSettings:
     column_size_m: float = field(default=0.45, metadata=_range(0.1, 2.0))
     slab_thickness_m: float = field(default=0.3, metadata=_range(0.05, 1.5))
     material: str = field(default="concrete", metadata={"choices": ("concrete", "masonry")})
+    # Destruction layout (addon/core/destruction/layout.py): beams, infill walls, windows.
+    beam_depth_m: float = field(default=0.5, metadata=_range(0.1, 3.0))
+    beam_width_m: float = field(default=0.3, metadata=_range(0.1, 2.0))
+    walls: str = field(default="masonry", metadata={"choices": ("none", "concrete", "masonry")})
+    wall_thickness_m: float = field(default=0.25, metadata=_range(0.05, 1.0))
+    window_width_m: float = field(default=1.6, metadata=_range(0.0, 20.0))
+    window_height_m: float = field(default=1.4, metadata=_range(0.0, 10.0))
+    sill_height_m: float = field(default=0.9, metadata=_range(0.0, 10.0))
 
 
 @dataclass(frozen=True)
