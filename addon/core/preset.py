@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .destruction import schema as destruction
+from .destruction.materials import MATERIALS, Material
+
 SCHEMA = "rubble.preset/1"
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
 
@@ -98,6 +101,9 @@ class Preset:
     render: RenderSettings = RenderSettings()
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
+    materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
+    fracture: destruction.FractureSettings = destruction.FractureSettings()
+    simulation: destruction.SimulationSettings = destruction.SimulationSettings()
 
     @property
     def frame_count(self) -> int:
@@ -107,6 +113,7 @@ class Preset:
         data = dataclasses.asdict(self)
         data["schema"] = SCHEMA
         data["shot"]["resolution"] = list(self.shot.resolution)
+        data["materials"] = destruction.materials_to_dict(self.materials)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -117,7 +124,7 @@ class Preset:
 
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings, "trigger": TriggerSettings,
-             "render": RenderSettings, "look": LookSettings, "model": ModelSettings}
+             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, **destruction.SECTIONS}
 
 
 class PresetError(ValueError):
@@ -191,19 +198,21 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
                         f"(it reads {SCHEMA!r}); update Rubble or re-save the preset")
 
     for key in data:
-        if key not in _SECTIONS and key not in ("schema", "name"):
-            problems.append(f"{key}: unknown section or key (known: name, {', '.join(_SECTIONS)})")
+        if key not in _SECTIONS and key not in ("schema", "name", "materials"):
+            problems.append(f"{key}: unknown section or key (known: name, materials, {', '.join(_SECTIONS)})")
     name = data.get("name", "Unnamed")
     if not isinstance(name, str):
         problems.append(f"name: expected a string, got {name!r}")
         name = "Unnamed"
     built = {key: _build_section(cls, key, data.get(key, {}), problems) for key, cls in _SECTIONS.items()}
-    preset = Preset(name=name, **built)
+    materials = destruction.parse_materials(data.get("materials"), problems)
+    preset = Preset(name=name, materials=materials, **built)
     if not problems:
         if preset.shot.frame_end < preset.shot.frame_start:
             problems.append(f"shot.frame_end: {preset.shot.frame_end} is before shot.frame_start {preset.shot.frame_start}")
         if preset.model.overlap >= preset.model.window:
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
+        problems += destruction.cross_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

@@ -1,0 +1,55 @@
+"""Fragment meshes, one object per Voronoi cell, tagged as Rubble's."""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ...core.destruction.fracture import Fracture
+
+COLLECTION = "Rubble Building"
+# Object pass indices: 1..15 stay the roles of shot_manifest.ROLE_INDEX; fragment k gets
+# FRAGMENT_INDEX_BASE + k (the Object Index pass is a float, so thousands fit).
+FRAGMENT_INDEX_BASE = 16
+
+
+def tag(obj: bpy.types.Object, role: str, pass_index: int) -> None:
+    """Mark an object as Rubble's (one place, so it can follow build.py's tag helper)."""
+    obj["rubble_role"] = role
+    obj.pass_index = pass_index
+
+
+def fragment_objects(scene: bpy.types.Scene, fracture: Fracture) -> list[bpy.types.Object]:
+    """One mesh object per fragment, origin at its centroid and scale 1 (as rigid bodies prefer)."""
+    coll = bpy.data.collections.new(COLLECTION)
+    scene.collection.children.link(coll)
+    objs = []
+    for k, frag in enumerate(fracture.fragments):
+        element = fracture.elements[frag.element]
+        name = f"{element.name}.{k}"
+        mesh = bpy.data.meshes.new(name)
+        local = frag.vertices - frag.centroid
+        mesh.from_pydata(local.tolist(), [], frag.faces)
+        mesh.update()
+        obj = bpy.data.objects.new(name, mesh)
+        obj.location = tuple(float(v) for v in frag.centroid)
+        tag(obj, "building", FRAGMENT_INDEX_BASE + k)
+        obj["rubble_element"] = element.name
+        obj["rubble_kind"] = element.kind
+        obj["rubble_material"] = element.material
+        coll.objects.link(obj)
+        objs.append(obj)
+    return objs
+
+
+def fragment_roles(fracture: Fracture) -> dict[str, dict]:
+    """index -> element, kind, material, role: what shot.json records for each fragment."""
+    out = {}
+    for k, frag in enumerate(fracture.fragments):
+        e = fracture.elements[frag.element]
+        out[str(FRAGMENT_INDEX_BASE + k)] = {"role": "building", "element": e.name, "kind": e.kind,
+                                             "material": e.material}
+    return out
+
+
+def rest_positions(objs) -> np.ndarray:
+    return np.array([tuple(o.matrix_world.translation) for o in objs])

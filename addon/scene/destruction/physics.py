@@ -1,0 +1,101 @@
+"""Rigid bodies and bonds, batched: one `rigidbody.objects_add` for all fragments, and
+one constraint empty copied with `obj.copy()` for every bond (see bench/bench_destruction.py;
+one operator call per object is quadratic in the scene size)."""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ...core.destruction.bonds import Bond, threshold
+from ...core.destruction.fracture import GROUND
+from ...core.destruction.schema import SimulationSettings
+
+BONDS_COLLECTION = "Rubble Bonds"
+
+
+def ensure_world(scene: bpy.types.Scene, sim: SimulationSettings, cache_start: int, cache_end: int) -> None:
+    if scene.rigidbody_world is None:
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.rigidbody.world_add()
+    world = scene.rigidbody_world
+    world.substeps_per_frame = sim.substeps
+    world.solver_iterations = sim.solver_iterations
+    world.time_scale = sim.time_scale
+    world.point_cache.frame_start = cache_start
+    world.point_cache.frame_end = cache_end
+
+
+def _select_only(scene, objs, active) -> None:
+    view_layer = bpy.context.view_layer
+    for o in view_layer.objects:
+        o.select_set(False)
+    for o in objs:
+        o.select_set(True)
+    view_layer.objects.active = active
+
+
+def add_rigid_bodies(scene, objs, masses: np.ndarray, frictions, kind: str = "ACTIVE") -> None:
+    """All objects get a rigid body in ONE operator call, then plain property sets."""
+    if not objs:
+        return
+    _select_only(scene, objs, objs[0])
+    bpy.ops.rigidbody.objects_add(type=kind)
+    for obj, mass, friction in zip(objs, masses, frictions):
+        body = obj.rigid_body
+        body.collision_shape = "CONVEX_HULL"
+        body.mass = float(mass)
+        body.friction = float(friction)
+    _select_only(scene, [], None)
+
+
+def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, warmup_start: int,
+              warmup_end: int) -> list[bpy.types.Object]:
+    """One breakable constraint per bond. Breaking is off from `warmup_start` until
+    `warmup_end` (one shared action on every copy) so the start-up impulse breaks nothing."""
+    if not bonds:
+        return []
+    coll = bpy.data.collections.new(BONDS_COLLECTION)
+    scene.collection.children.link(coll)
+    template = bpy.data.objects.new("Bond", None)
+    template.empty_display_size = 0.1
+    coll.objects.link(template)
+    # constraint_add needs an active object; temp_override(object=...) crashes bpy 5.0.1.
+    _select_only(scene, [template], template)
+    bpy.ops.rigidbody.constraint_add(type=sim.constraint_type)
+    rbc = template.rigid_body_constraint
+    rbc.disable_collisions = True  # bonded pairs do not collide with each other
+    rbc.use_breaking = False
+    template.keyframe_insert("rigid_body_constraint.use_breaking", frame=warmup_start)
+    rbc.use_breaking = True
+    template.keyframe_insert("rigid_body_constraint.use_breaking", frame=warmup_end)
+    _select_only(scene, [], None)
+    fps = scene.render.fps / scene.render.fps_base
+    empties = []
+    for k, bond in enumerate(bonds):
+        empty = template if k == 0 else template.copy()
+        if k:
+            coll.objects.link(empty)
+        a = objs[bond.a]
+        b = ground if bond.b == GROUND else objs[bond.b]
+        pb = a.location.copy() if bond.b == GROUND else b.location
+        if bond.b == GROUND:
+            pb.z = 0.0
+        empty.location = (a.location + pb) / 2
+        c = empty.rigid_body_constraint
+        c.object1, c.object2 = a, b
+        # Bullet keeps ignoring collisions between a pair after their bond breaks; a fragment
+        # freed from the ground must still land on it.
+        c.disable_collisions = bond.b != GROUND
+        empty["rubble_bond_force_n"] = bond.force_n
+        c.breaking_threshold = threshold(bond.force_n, fps, sim.substeps, sim.time_scale, 1, sim.constraint_type)
+        empties.append(empty)
+    return empties
+
+
+def update_thresholds(scene: bpy.types.Scene, constraint_type: str) -> None:
+    """Recompute every bond's threshold after fps, substeps or time_scale changed."""
+    world = scene.rigidbody_world
+    fps = scene.render.fps / scene.render.fps_base
+    for empty in bpy.data.collections[BONDS_COLLECTION].objects:
+        empty.rigid_body_constraint.breaking_threshold = threshold(
+            empty["rubble_bond_force_n"], fps, world.substeps_per_frame, world.time_scale, 1, constraint_type)

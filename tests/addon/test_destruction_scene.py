@@ -1,0 +1,149 @@
+"""Destruction in real bpy: a small fractured building stands, bodies fall as ½gt²,
+bonds hold through the warm-up, and two processes bake identical transforms."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import bpy
+import numpy as np
+import pytest
+
+from addon.core.destruction import bonds as bond_maths
+from addon.core.preset import load_preset
+from addon.scene.destruction import objects, physics, stage
+from conftest import REPO
+
+
+def small_preset(**building):
+    p = load_preset()
+    b = dataclasses.replace(p.building, **{"storeys": 2, "bays_x": 1, "bays_y": 1, **building})
+    return dataclasses.replace(p, building=b, shot=dataclasses.replace(p.shot, frame_start=1, frame_end=24))
+
+
+@pytest.fixture
+def scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return bpy.context.scene
+
+
+def positions(objs):
+    return np.array([tuple(o.matrix_world.translation) for o in objs])
+
+
+def test_threshold_follows_the_documented_formula():
+    # 1 MPa over 0.1 m^2 = 100 kN; one substep at 24 fps x 10 substeps lasts 1/240 s.
+    assert bond_maths.threshold(1e5, fps=24, substeps=10) == pytest.approx(1e5 / 240)
+    assert bond_maths.threshold(1e5, fps=24, substeps=10, time_scale=0.5, n=2) == pytest.approx(1e5 / 240 / 4)
+    assert bond_maths.threshold(1e5, fps=48, substeps=10) == pytest.approx(1e5 / 480)
+
+
+def test_the_building_is_one_rigid_body_per_fragment_with_mass_from_density(scene):
+    preset = small_preset()
+    built = stage.build(scene, preset)
+    assert len(built.fragments) == len(built.fracture.fragments) > 20
+    assert len(built.bonds) == len(built.fracture.contacts)
+    for obj, frag, mass in zip(built.fragments, built.fracture.fragments, built.masses):
+        assert obj.rigid_body.mass == pytest.approx(mass, rel=1e-6)
+        assert tuple(obj.scale) == (1.0, 1.0, 1.0)
+        assert np.allclose(tuple(obj.location), frag.centroid, atol=1e-5)
+    density = preset.materials["concrete"].density_kg_m3
+    column = next(k for k, f in enumerate(built.fracture.fragments)
+                  if built.fracture.elements[f.element].kind == "column")
+    assert built.masses[column] == pytest.approx(density * built.fracture.fragments[column].volume)
+    # Every fragment has its own pass index; bonds copy one constraint and are breakable.
+    assert len({o.pass_index for o in built.fragments}) == len(built.fragments)
+    c = built.bonds[-1].rigid_body_constraint
+    assert c.type == "FIXED" and c.use_breaking and c.object1 is not None and c.breaking_threshold > 0
+
+
+def test_with_no_trigger_the_building_stands_for_120_frames(scene):
+    preset = small_preset()
+    built = stage.build(scene, preset, frame_end=121)
+    start = scene.rigidbody_world.point_cache.frame_start
+    for frame in range(start, preset.shot.frame_start + 1):
+        scene.frame_set(frame)
+    settled = positions(built.fragments)
+    for frame in range(preset.shot.frame_start + 1, 122):
+        scene.frame_set(frame)
+    moved = np.linalg.norm(positions(built.fragments) - settled, axis=1)
+    assert moved.max() < 0.01 * preset.building.storey_height_m, f"a fragment moved {moved.max():.3f} m"
+
+
+def test_a_free_fragment_falls_as_half_g_t_squared(scene):
+    preset = small_preset(storeys=1, walls="none")
+    built = stage.build(scene, preset, frame_end=30)
+    # Keep one fragment, high above the building, with no bonds.
+    frag = built.fragments[0]
+    for empty in list(built.bonds):
+        bpy.data.objects.remove(empty)
+    frag.location.z += 200.0
+    fps = scene.render.fps
+    start = scene.rigidbody_world.point_cache.frame_start
+    z0 = frag.location.z
+    for frame in range(start, start + 25):
+        scene.frame_set(frame)
+    t = 24 / fps
+    drop = z0 - frag.matrix_world.translation.z
+    g = -scene.gravity[2]
+    assert drop == pytest.approx(0.5 * g * t * t, rel=0.02)
+
+
+def test_breaking_is_off_during_the_warm_up(scene):
+    """A bond far too weak for its load holds until the warm-up ends, then breaks."""
+    preset = small_preset(storeys=1, walls="none")
+    preset = dataclasses.replace(preset, simulation=dataclasses.replace(preset.simulation, preroll_frames=20,
+                                                                        warmup_frames=10))
+    built = stage.build(scene, preset, frame_end=10)
+    for empty in built.bonds:
+        empty.rigid_body_constraint.breaking_threshold = 1e-6
+    start = scene.rigidbody_world.point_cache.frame_start
+    rest = positions(built.fragments)
+    for frame in range(start, start + 10):
+        scene.frame_set(frame)
+    held = np.linalg.norm(positions(built.fragments) - rest, axis=1).max()
+    for frame in range(start + 10, start + 25):
+        scene.frame_set(frame)
+    fell = np.linalg.norm(positions(built.fragments) - rest, axis=1).max()
+    assert held < 0.01 and fell > 0.1
+
+
+def test_thresholds_are_recomputed_when_substeps_change(scene):
+    built = stage.build(scene, small_preset(storeys=1))
+    before = built.bonds[0].rigid_body_constraint.breaking_threshold
+    scene.rigidbody_world.substeps_per_frame *= 2
+    physics.update_thresholds(scene, "FIXED")
+    assert built.bonds[0].rigid_body_constraint.breaking_threshold == pytest.approx(before / 2, rel=1e-6)
+
+
+_BAKE = """
+import sys, json, dataclasses
+sys.path.insert(0, {repo!r})
+import bpy
+from addon.core.preset import load_preset
+from addon.scene.destruction import stage
+from addon.scene import bake
+p = load_preset()
+p = dataclasses.replace(p, building=dataclasses.replace(p.building, storeys=2, bays_x=1, bays_y=1),
+                        shot=dataclasses.replace(p.shot, frame_start=1, frame_end=12))
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+built = stage.build(scene, p)
+for empty in built.bonds:  # weak bonds: the building falls apart, so the comparison means something
+    empty.rigid_body_constraint.breaking_threshold = 1.0
+rest = [list(o.matrix_world.translation) for o in built.fragments]
+bake.bake(scene)
+scene.frame_set(12)
+print(json.dumps({{"rest": rest, "baked": [[list(row) for row in o.matrix_world] for o in built.fragments]}}))
+"""
+
+
+def test_two_processes_bake_identical_transforms():
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _BAKE.format(repo=str(REPO))], capture_output=True, text=True,
+                             check=True, timeout=300)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["baked"] == runs[1]["baked"]
+    moved = np.linalg.norm(np.array(runs[0]["baked"])[:, :3, 3] - np.array(runs[0]["rest"]), axis=1)
+    assert moved.max() > 0.5, "nothing moved, so the comparison proves nothing"
