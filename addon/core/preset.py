@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .destruction import schema as destruction
+from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
 
 SCHEMA = "rubble.preset/1"
@@ -49,6 +50,7 @@ class BuildingSettings:
     beam_width_m: float = field(default=0.3, metadata=_range(0.1, 2.0))
     walls: str = field(default="masonry", metadata={"choices": ("none", "concrete", "masonry")})
     wall_thickness_m: float = field(default=0.25, metadata=_range(0.05, 1.0))
+    walls_from_storey: int = field(default=0, metadata=_range(0, 59))  # 1: an open ground floor (shops)
     window_width_m: float = field(default=1.6, metadata=_range(0.0, 20.0))
     window_height_m: float = field(default=1.4, metadata=_range(0.0, 10.0))
     sill_height_m: float = field(default=0.9, metadata=_range(0.0, 10.0))
@@ -104,6 +106,7 @@ class Preset:
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
+    triggers: tuple[destruction_triggers.Trigger, ...] = ()
 
     @property
     def frame_count(self) -> int:
@@ -114,6 +117,7 @@ class Preset:
         data["schema"] = SCHEMA
         data["shot"]["resolution"] = list(self.shot.resolution)
         data["materials"] = destruction.materials_to_dict(self.materials)
+        data["triggers"] = destruction_triggers.to_list(self.triggers)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -198,15 +202,16 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
                         f"(it reads {SCHEMA!r}); update Rubble or re-save the preset")
 
     for key in data:
-        if key not in _SECTIONS and key not in ("schema", "name", "materials"):
-            problems.append(f"{key}: unknown section or key (known: name, materials, {', '.join(_SECTIONS)})")
+        if key not in _SECTIONS and key not in ("schema", "name", "materials", "triggers"):
+            problems.append(f"{key}: unknown section or key (known: name, materials, triggers, {', '.join(_SECTIONS)})")
     name = data.get("name", "Unnamed")
     if not isinstance(name, str):
         problems.append(f"name: expected a string, got {name!r}")
         name = "Unnamed"
     built = {key: _build_section(cls, key, data.get(key, {}), problems) for key, cls in _SECTIONS.items()}
     materials = destruction.parse_materials(data.get("materials"), problems)
-    preset = Preset(name=name, materials=materials, **built)
+    triggers = destruction_triggers.parse(data.get("triggers"), problems)
+    preset = Preset(name=name, materials=materials, triggers=triggers, **built)
     if not problems:
         if preset.shot.frame_end < preset.shot.frame_start:
             problems.append(f"shot.frame_end: {preset.shot.frame_end} is before shot.frame_start {preset.shot.frame_start}")

@@ -107,7 +107,7 @@ def layout(b) -> list[Element]:
                 hi = (x0 + (i + 1) * w + (c / 2 if i == nx - 1 else 0), y0 + (j + 1) * w + (c / 2 if j == ny - 1 else 0),
                       z0 + h)
                 elements.append(_box(f"Slab.{s}.{i}.{j}", "slab", mat, lo, hi, s))
-        if b.walls != "none":
+        if b.walls != "none" and s >= b.walls_from_storey:
             elements += _walls(b, s, z0, z_beam)
     return elements
 

@@ -54,8 +54,9 @@ def materials_to_dict(materials: dict[str, Material]) -> dict:
 
 def cross_checks(preset) -> list[str]:
     """Problems that involve more than one key."""
+    from . import triggers
     from .layout import check
-    problems = check(preset.building)
+    problems = check(preset.building) + triggers.check(preset.triggers, preset)
     sim = preset.simulation
     if sim.warmup_frames > sim.preroll_frames:
         problems.append(f"simulation.warmup_frames: {sim.warmup_frames} must not exceed simulation.preroll_frames "

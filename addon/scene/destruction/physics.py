@@ -48,6 +48,17 @@ def add_rigid_bodies(scene, objs, masses: np.ndarray, frictions, kind: str = "AC
     _select_only(scene, [], None)
 
 
+def lock_generic(rbc) -> None:
+    """A GENERIC constraint is free on every axis until limited: lock all six at zero."""
+    if rbc.type != "GENERIC":
+        return
+    for axis in ("x", "y", "z"):
+        for kind in ("lin", "ang"):
+            setattr(rbc, f"use_limit_{kind}_{axis}", True)
+            setattr(rbc, f"limit_{kind}_{axis}_lower", 0.0)
+            setattr(rbc, f"limit_{kind}_{axis}_upper", 0.0)
+
+
 def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, warmup_start: int,
               warmup_end: int) -> list[bpy.types.Object]:
     """One breakable constraint per bond. Breaking is off from `warmup_start` until
@@ -64,6 +75,7 @@ def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, w
     bpy.ops.rigidbody.constraint_add(type=sim.constraint_type)
     rbc = template.rigid_body_constraint
     rbc.disable_collisions = True  # bonded pairs do not collide with each other
+    lock_generic(rbc)
     rbc.use_breaking = False
     template.keyframe_insert("rigid_body_constraint.use_breaking", frame=warmup_start)
     rbc.use_breaking = True
