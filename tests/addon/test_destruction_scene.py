@@ -147,3 +147,32 @@ def test_two_processes_bake_identical_transforms():
     assert runs[0]["baked"] == runs[1]["baked"]
     moved = np.linalg.norm(np.array(runs[0]["baked"])[:, :3, 3] - np.array(runs[0]["rest"]), axis=1)
     assert moved.max() > 0.5, "nothing moved, so the comparison proves nothing"
+
+
+def test_moved_records_separate_what_falls_from_what_stands(scene):
+    preset = small_preset(storeys=1, walls="none")
+    built = stage.build(scene, preset, frame_end=12)
+    falling = built.fragments[0]
+    for empty in built.bonds:  # free one fragment: it falls, the others stand
+        c = empty.rigid_body_constraint
+        if falling in (c.object1, c.object2):
+            bpy.data.objects.remove(empty)
+    falling.location.z += 50.0
+    start = scene.rigidbody_world.point_cache.frame_start
+    for frame in range(start, 1):
+        scene.frame_set(frame)
+    records = objects.moved_records(scene, built.fragments, range(1, 13), threshold_m=0.02)
+    assert records[1] == []
+    assert records[12] == [falling.pass_index]
+
+
+def test_fragment_roles_go_into_shot_json_roles(scene):
+    from addon.core.shot_manifest import build_manifest
+    built = stage.build(scene, small_preset(storeys=1))
+    fragments = objects.fragment_roles(built.fracture)
+    manifest = build_manifest(small_preset().to_dict(), {}, {}, fragments=fragments, moved={1: []})
+    first = str(built.fragments[0].pass_index)
+    assert manifest["roles"][first] == "building" and manifest["roles"]["2"] == "ground"
+    assert manifest["fragments"][first]["element"] == built.fragments[0]["rubble_element"]
+    assert {r["kind"] for r in manifest["fragments"].values()} == {"column", "beam", "slab", "wall"}
+    assert manifest["moved"] == {"1": []}

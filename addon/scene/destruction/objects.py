@@ -53,3 +53,19 @@ def fragment_roles(fracture: Fracture) -> dict[str, dict]:
 
 def rest_positions(objs) -> np.ndarray:
     return np.array([tuple(o.matrix_world.translation) for o in objs])
+
+
+def moved_records(scene: bpy.types.Scene, objs, frames, threshold_m: float) -> dict[int, list[int]]:
+    """Per frame, the pass indices of fragments farther than `threshold_m` from where they
+    stood at the first of `frames` (after the pre-roll settled them): what still stands
+    versus what falls, for the control-map stage."""
+    frames = list(frames)
+    scene.frame_set(frames[0])
+    rest = rest_positions(objs)
+    index = np.array([o.pass_index for o in objs])
+    out = {}
+    for frame in frames:
+        scene.frame_set(frame)
+        moved = np.linalg.norm(rest_positions(objs) - rest, axis=1) > threshold_m
+        out[frame] = [int(i) for i in index[moved]]
+    return out
