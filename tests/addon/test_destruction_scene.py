@@ -176,3 +176,44 @@ def test_fragment_roles_go_into_shot_json_roles(scene):
     assert manifest["fragments"][first]["element"] == built.fragments[0]["rubble_element"]
     assert {r["kind"] for r in manifest["fragments"].values()} == {"column", "beam", "slab", "wall"}
     assert manifest["moved"] == {"1": []}
+
+
+def _hangs(kind: str, force_n: float, weight_n: float) -> bool:
+    """A body of `weight_n` hung below a passive one by one bond rated for `force_n`: still attached?"""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    made = []
+    for name, z in (("Top", 10.0), ("Hang", 9.0)):
+        mesh = bpy.data.meshes.new(name)
+        mesh.from_pydata([(x * .5, y * .5, w * .5) for x in (-1, 1) for y in (-1, 1) for w in (-1, 1)], [],
+                         [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+        obj = bpy.data.objects.new(name, mesh)
+        obj.location.z = z
+        scene.collection.objects.link(obj)
+        made.append(obj)
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.rigidbody.world_add()
+    physics.add_rigid_bodies(scene, made, [1.0, weight_n / -scene.gravity[2]], [0.5, 0.5])
+    made[0].rigid_body.type = "PASSIVE"
+    bond = bpy.data.objects.new("Bond", None)
+    bond.location.z = 9.5
+    scene.collection.objects.link(bond)
+    bpy.context.view_layer.objects.active = bond
+    bpy.ops.rigidbody.constraint_add(type=kind)
+    c = bond.rigid_body_constraint
+    physics.lock_generic(c)
+    c.object1, c.object2, c.use_breaking = made[0], made[1], True
+    world = scene.rigidbody_world
+    c.breaking_threshold = bond_maths.threshold(force_n, scene.render.fps, world.substeps_per_frame,
+                                                world.time_scale, 1, kind)
+    for frame in range(1, 13):
+        scene.frame_set(frame)
+    return abs(made[1].matrix_world.translation.z - 9.0) < 0.05
+
+
+@pytest.mark.parametrize("kind", ["FIXED", "GENERIC"])
+def test_a_bond_holds_the_force_it_is_rated_for_and_no_more(kind):
+    """The threshold formula, checked against Bullet: 10 % over the load holds, 10 % under breaks."""
+    weight = 1000.0
+    assert _hangs(kind, 1.1 * weight, weight)
+    assert not _hangs(kind, 0.9 * weight, weight)
