@@ -60,3 +60,23 @@ def build(scene: bpy.types.Scene, preset: Preset, frame_end: int | None = None) 
     bonds = step("bond_maths", bond_maths.make_bonds, fracture, preset.materials, preset.simulation.bond_strength)
     empties = step("bonds", physics.add_bonds, scene, frags, ground, bonds, preset.simulation, start, breaking_on)
     return Built(fracture, frags, ground, empties, masses, timings)
+
+
+def run(scene: bpy.types.Scene, preset: Preset) -> Built:
+    """Stage `build` with destruction: shot settings, the fractured bonded building, the
+    ground, camera and light (the last two as scene/build.py makes them)."""
+    scene.frame_start, scene.frame_end = preset.shot.frame_start, preset.shot.frame_end
+    scene.render.resolution_x, scene.render.resolution_y = preset.shot.resolution
+    scene.render.resolution_percentage = 100
+    built = build(scene, preset)
+    scene_build.build_camera(scene, preset)
+    scene_build.build_lighting(scene)
+    return built
+
+
+def shot_records(scene: bpy.types.Scene, built: Built, preset: Preset) -> dict:
+    """What shot.json records about the fragments: roles by pass index, and per frame the
+    fragments that moved from where they stood at the shot's first frame."""
+    frames = range(preset.shot.frame_start, preset.shot.frame_end + 1)
+    return {"fragments": objects.fragment_roles(built.fracture),
+            "moved": objects.moved_records(scene, built.fragments, frames, preset.simulation.moved_threshold_m)}
