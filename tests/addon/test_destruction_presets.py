@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from addon.core.preset import load_preset
-from addon.scene.destruction import objects, stage, triggers
+from addon.scene.destruction import objects, physics, stage, triggers
 from conftest import REPO
 
 PRESETS = sorted((REPO / "presets").glob("destruction_*.toml"))
@@ -27,11 +27,9 @@ def simulate(preset):
     end = preset.shot.frame_start + FRAMES
     built = stage.build(scene, preset, frame_end=end)
     triggers.run(scene, built, preset)
-    for frame in range(scene.rigidbody_world.point_cache.frame_start, preset.shot.frame_start + 1):
-        scene.frame_set(frame)
+    physics.simulate(scene, built.events, preset.shot.frame_start)
     rest = objects.rest_positions(built.fragments)
-    for frame in range(preset.shot.frame_start + 1, end + 1):
-        scene.frame_set(frame)
+    physics.simulate(scene, built.events, end, preset.shot.frame_start + 1)
     return built, rest, objects.rest_positions(built.fragments)
 
 

@@ -27,10 +27,12 @@ class SimulationSettings:
     substeps: int = field(default=10, metadata=_range(1, 100))
     solver_iterations: int = field(default=40, metadata=_range(1, 1000))
     time_scale: float = field(default=1.0, metadata=_range(0.01, 10.0))
-    # Simulated before the shot's first frame so the structure settles; not rendered.
-    preroll_frames: int = field(default=24, metadata=_range(0, 1000))
+    # Simulated before the shot's first frame so the structure settles; not rendered. It
+    # must fit before shot.frame_start (see cross_checks), so a preset that wants one
+    # starts its shot later: the shipped presets use 24 frames and start at frame 25.
+    preroll_frames: int = field(default=0, metadata=_range(0, 1000))
     # The first frames of the pre-roll run with breaking disabled (the start-up impulse).
-    warmup_frames: int = field(default=12, metadata=_range(0, 1000))
+    warmup_frames: int = field(default=0, metadata=_range(0, 1000))
     constraint_type: str = field(default="FIXED", metadata={"choices": ("FIXED", "GENERIC")})
     # Which strength of the weaker material a bond's threshold uses ("auto": see bonds.py).
     bond_strength: str = field(default="auto", metadata={"choices": ("auto", "tensile", "shear", "compressive")})
@@ -61,6 +63,12 @@ def cross_checks(preset) -> list[str]:
     if sim.warmup_frames > sim.preroll_frames:
         problems.append(f"simulation.warmup_frames: {sim.warmup_frames} must not exceed simulation.preroll_frames "
                         f"{sim.preroll_frames}")
+    if preset.shot.frame_start - sim.preroll_frames < 0:
+        # Measured: a rigid-body cache that starts at frame -11 or earlier comes back from
+        # shot.blend re-simulated, not as baked, so farm chunks would differ from one run.
+        problems.append(f"simulation.preroll_frames: {sim.preroll_frames} frames do not fit before shot.frame_start "
+                        f"{preset.shot.frame_start}; the pre-roll must start at frame 0 or later, so start the shot at "
+                        f"frame {sim.preroll_frames} or later, or shorten the pre-roll")
     if preset.building.material not in MATERIALS:  # pragma: no cover - choices already refuse it
         problems.append(f"building.material: unknown material {preset.building.material!r}")
     if not problems:

@@ -3,6 +3,8 @@ one constraint empty copied with `obj.copy()` for every bond (see bench/bench_de
 one operator call per object is quadratic in the scene size)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import bpy
 import numpy as np
 
@@ -59,10 +61,9 @@ def lock_generic(rbc) -> None:
             setattr(rbc, f"limit_{kind}_{axis}_upper", 0.0)
 
 
-def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, warmup_start: int,
-              warmup_end: int) -> list[bpy.types.Object]:
-    """One breakable constraint per bond. Breaking is off from `warmup_start` until
-    `warmup_end` (one shared action on every copy) so the start-up impulse breaks nothing."""
+def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings) -> list[bpy.types.Object]:
+    """One breakable constraint per bond, copied from one template (`obj.copy()` keeps its
+    rigid_body_constraint and joins the world's constraint collection)."""
     if not bonds:
         return []
     coll = bpy.data.collections.new(BONDS_COLLECTION)
@@ -75,11 +76,8 @@ def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, w
     bpy.ops.rigidbody.constraint_add(type=sim.constraint_type)
     rbc = template.rigid_body_constraint
     rbc.disable_collisions = True  # bonded pairs do not collide with each other
-    lock_generic(rbc)
-    rbc.use_breaking = False
-    template.keyframe_insert("rigid_body_constraint.use_breaking", frame=warmup_start)
     rbc.use_breaking = True
-    template.keyframe_insert("rigid_body_constraint.use_breaking", frame=warmup_end)
+    lock_generic(rbc)
     _select_only(scene, [], None)
     fps = scene.render.fps / scene.render.fps_base
     empties = []
@@ -102,6 +100,38 @@ def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings, w
         c.breaking_threshold = threshold(bond.force_n, fps, sim.substeps, sim.time_scale, 1, sim.constraint_type)
         empties.append(empty)
     return empties
+
+
+# Events: {frame: [callables]}, each run just before the simulation steps to that frame.
+# Switching breaking or bonds with keyframes is not deterministic (measured: one run in
+# three differed, as the depsgraph may evaluate the keyed value after Bullet steps);
+# setting the property between frames from Python is.
+Events = dict[int, list[Callable[[], None]]]
+
+
+def add_event(events: Events, frame: int, fn: Callable[[], None]) -> None:
+    events.setdefault(frame, []).append(fn)
+
+
+def simulate(scene: bpy.types.Scene, events: Events, last: int, first: int | None = None) -> None:
+    """Step frame by frame from `first` (default: the cache's first frame) to `last`."""
+    start = scene.rigidbody_world.point_cache.frame_start if first is None else first
+    for frame in range(start, last + 1):
+        for fn in events.get(frame, ()):
+            fn()
+        scene.frame_set(frame)
+
+
+def bake(scene: bpy.types.Scene, events: Events) -> None:
+    """Simulate the whole cache with the events, then keep it as a bake (saved with the .blend)."""
+    cache = scene.rigidbody_world.point_cache
+    with bpy.context.temp_override(scene=scene, point_cache=cache):
+        bpy.ops.ptcache.free_bake()
+    simulate(scene, events, cache.frame_end)
+    with bpy.context.temp_override(scene=scene, point_cache=cache):
+        bpy.ops.ptcache.bake_from_cache()
+    if not cache.is_baked:
+        raise RuntimeError("The rigid-body bake did not complete; see the log above for Bullet's message.")
 
 
 def update_thresholds(scene: bpy.types.Scene, constraint_type: str) -> None:

@@ -24,6 +24,8 @@ class Built:
     bonds: list[bpy.types.Object]
     masses: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    # What happens between frames (physics.Events): the warm-up, and triggers that switch bonds.
+    events: physics.Events = field(default_factory=dict)
 
 
 def cache_range(preset: Preset) -> tuple[int, int, int]:
@@ -58,8 +60,28 @@ def build(scene: bpy.types.Scene, preset: Preset, frame_end: int | None = None) 
     step("rigid_bodies", physics.add_rigid_bodies, scene, frags, masses, frictions)
     physics.add_rigid_bodies(scene, [ground], [1.0], [preset.materials[preset.building.material].friction], "PASSIVE")
     bonds = step("bond_maths", bond_maths.make_bonds, fracture, preset.materials, preset.simulation.bond_strength)
-    empties = step("bonds", physics.add_bonds, scene, frags, ground, bonds, preset.simulation, start, breaking_on)
-    return Built(fracture, frags, ground, empties, masses, timings)
+    empties = step("bonds", physics.add_bonds, scene, frags, ground, bonds, preset.simulation)
+    built = Built(fracture, frags, ground, empties, masses, timings)
+    _warm_up(built, start, breaking_on)
+    return built
+
+
+def _warm_up(built: Built, start: int, breaking_on: int) -> None:
+    """No bond can break from `start` until `breaking_on`: the start-up impulse of a
+    structure at rest is not a load (Bullet Constraints Builder warms up the same way)."""
+    def set_breaking(on: bool):
+        def apply():
+            for empty in built.bonds:
+                empty.rigid_body_constraint.use_breaking = on
+        return apply
+    physics.add_event(built.events, start, set_breaking(start == breaking_on))
+    if breaking_on != start:
+        physics.add_event(built.events, breaking_on, set_breaking(True))
+
+
+def bake(scene: bpy.types.Scene, built: Built) -> None:
+    """Stage `bake`: the whole cache, pre-roll and triggers' events included."""
+    physics.bake(scene, built.events)
 
 
 def run(scene: bpy.types.Scene, preset: Preset) -> Built:

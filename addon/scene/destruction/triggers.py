@@ -107,25 +107,11 @@ def shake(scene, built, preset: Preset, t: spec.Shake) -> None:
 
 
 def charges(scene, built, preset: Preset, t: spec.Charges) -> list[bpy.types.Object]:
-    sim = preset.simulation
-    start = preset.shot.frame_start - sim.preroll_frames
+    from .physics import add_event
     fields = []
     for k, centre in enumerate(t.centers):
         centre = Vector(centre)
-        for empty in built.bonds:
-            if (empty.location - centre).length <= t.radius_m:
-                # Its own keys (the shared warm-up action would switch off every bond).
-                empty.animation_data.action = None
-                c = empty.rigid_body_constraint
-                c.use_breaking = False
-                empty.keyframe_insert("rigid_body_constraint.use_breaking", frame=start)
-                c.use_breaking = True
-                empty.keyframe_insert("rigid_body_constraint.use_breaking", frame=start + sim.warmup_frames)
-                c.enabled = True
-                empty.keyframe_insert("rigid_body_constraint.enabled", frame=t.frame - 1)
-                c.enabled = False
-                empty.keyframe_insert("rigid_body_constraint.enabled", frame=t.frame)
-                c.enabled = True
+        inside = [e for e in built.bonds if (e.location - centre).length <= t.radius_m]
         # A force field needs its effector data, which only the operator creates (a few charges: cheap).
         bpy.ops.object.effector_add(type="FORCE", location=centre)
         charge = bpy.context.view_layer.objects.active
@@ -134,11 +120,18 @@ def charges(scene, built, preset: Preset, t: spec.Charges) -> list[bpy.types.Obj
         charge.field.use_max_distance = True
         charge.field.distance_max = t.radius_m * 2
         charge.field.falloff_type = "SPHERE"
-        for frame, strength in ((t.frame - 1, 0.0), (t.frame, t.strength), (t.frame + CHARGE_PUSH_FRAMES, t.strength),
-                                (t.frame + CHARGE_PUSH_FRAMES + 1, 0.0)):
-            charge.field.strength = strength
-            charge.keyframe_insert("field.strength", frame=frame)
         charge.field.strength = 0.0
+
+        def setter(bonds_on: bool, strength: float, inside=inside, charge=charge):
+            def apply():
+                for empty in inside:
+                    empty.rigid_body_constraint.enabled = bonds_on
+                charge.field.strength = strength
+            return apply
+        start = scene.rigidbody_world.point_cache.frame_start
+        add_event(built.events, start, setter(True, 0.0))        # a re-bake starts from intact bonds
+        add_event(built.events, t.frame, setter(False, t.strength))
+        add_event(built.events, t.frame + CHARGE_PUSH_FRAMES, setter(False, 0.0))
         fields.append(charge)
     return fields
 
