@@ -11,7 +11,8 @@ from addon.core.preset import load_preset
 
 
 def small_building(**changes):
-    return dataclasses.replace(load_preset().building, storeys=2, bays_x=2, bays_y=1, **changes)
+    return dataclasses.replace(load_preset().building, **{"storeys": 2, "bays_x": 2, "bays_y": 1, "walls": "masonry",
+                                                          "walls_from_storey": 0, **changes})
 
 
 def test_materials_carry_the_cited_values():

@@ -47,8 +47,8 @@ def test_impossible_destruction_settings_are_refused_by_key(sections, expected):
 def test_a_pre_roll_must_fit_before_the_shot():
     """A cache starting at a negative frame comes back from shot.blend re-simulated (measured),
     so the pre-roll has to fit in frames 0 .. frame_start - 1."""
-    text = refused(data_with(shot={"frame_start": 1, "frame_end": 30},
+    text = refused(data_with(shot={"frame_start": 1, "frame_end": 40},
                              simulation={"preroll_frames": 24, "warmup_frames": 12}))
     assert "simulation.preroll_frames: 24 frames do not fit before shot.frame_start 1" in text
-    preset_from_dict(data_with(shot={"frame_start": 24, "frame_end": 30},
+    preset_from_dict(data_with(shot={"frame_start": 24, "frame_end": 40},
                                simulation={"preroll_frames": 24, "warmup_frames": 12}))

@@ -17,7 +17,8 @@ from conftest import REPO
 
 def small_preset(**building):
     p = load_preset()
-    b = dataclasses.replace(p.building, **{"storeys": 2, "bays_x": 1, "bays_y": 1, **building})
+    b = dataclasses.replace(p.building, **{"storeys": 2, "bays_x": 1, "bays_y": 1, "walls": "masonry",
+                                           "walls_from_storey": 0, **building})
     return dataclasses.replace(p, building=b, shot=dataclasses.replace(p.shot, frame_start=25, frame_end=48),
                                simulation=dataclasses.replace(p.simulation, preroll_frames=24, warmup_frames=12))
 

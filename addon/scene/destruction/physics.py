@@ -28,12 +28,21 @@ def ensure_world(scene: bpy.types.Scene, sim: SimulationSettings, cache_start: i
 
 
 def _select_only(scene, objs, active) -> None:
-    view_layer = bpy.context.view_layer
+    """Select `objs` in the scene's own view layer (the scene may not be the window's)."""
+    view_layer = scene.view_layers[0]
     for o in view_layer.objects:
-        o.select_set(False)
+        o.select_set(False, view_layer=view_layer)
     for o in objs:
-        o.select_set(True)
+        o.select_set(True, view_layer=view_layer)
     view_layer.objects.active = active
+
+
+def _scene_context(scene, selected, active):
+    """Operators act on the context's scene, view layer and selection; point them at
+    `scene` (it may not be the window's). Never temp_override(object=...) for
+    constraint_add: it crashes bpy 5.0.1."""
+    return bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0], active_object=active,
+                                     selected_objects=selected, selected_editable_objects=selected)
 
 
 def add_rigid_bodies(scene, objs, masses: np.ndarray, frictions, kind: str = "ACTIVE") -> None:
@@ -41,7 +50,8 @@ def add_rigid_bodies(scene, objs, masses: np.ndarray, frictions, kind: str = "AC
     if not objs:
         return
     _select_only(scene, objs, objs[0])
-    bpy.ops.rigidbody.objects_add(type=kind)
+    with _scene_context(scene, objs, objs[0]):
+        bpy.ops.rigidbody.objects_add(type=kind)
     for obj, mass, friction in zip(objs, masses, frictions):
         body = obj.rigid_body
         body.collision_shape = "CONVEX_HULL"
@@ -71,9 +81,10 @@ def add_bonds(scene, objs, ground, bonds: list[Bond], sim: SimulationSettings) -
     template = bpy.data.objects.new("Bond", None)
     template.empty_display_size = 0.1
     coll.objects.link(template)
-    # constraint_add needs an active object; temp_override(object=...) crashes bpy 5.0.1.
+    # constraint_add acts on the view layer's active object.
     _select_only(scene, [template], template)
-    bpy.ops.rigidbody.constraint_add(type=sim.constraint_type)
+    with _scene_context(scene, [template], template):
+        bpy.ops.rigidbody.constraint_add(type=sim.constraint_type)
     rbc = template.rigid_body_constraint
     rbc.disable_collisions = True  # bonded pairs do not collide with each other
     rbc.use_breaking = True

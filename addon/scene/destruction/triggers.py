@@ -113,8 +113,11 @@ def charges(scene, built, preset: Preset, t: spec.Charges) -> list[bpy.types.Obj
         centre = Vector(centre)
         inside = [e for e in built.bonds if (e.location - centre).length <= t.radius_m]
         # A force field needs its effector data, which only the operator creates (a few charges: cheap).
-        bpy.ops.object.effector_add(type="FORCE", location=centre)
-        charge = bpy.context.view_layer.objects.active
+        view_layer = scene.view_layers[0]
+        with bpy.context.temp_override(scene=scene, view_layer=view_layer,
+                                       collection=scene.collection, layer_collection=view_layer.layer_collection):
+            bpy.ops.object.effector_add(type="FORCE", location=centre)
+        charge = view_layer.objects.active
         charge.name = f"Rubble Charge.{k}"
         tag(charge, "charge", 0)
         charge.field.use_max_distance = True
