@@ -144,3 +144,24 @@ def test_same_seed_same_fragments():
     b = fx.fracture_building(elements, MATERIALS, seed=11)
     assert len(a.fragments) == len(b.fragments) and a.contacts == b.contacts
     assert all(np.array_equal(p.vertices, q.vertices) for p, q in zip(a.fragments, b.fragments))
+
+
+def test_bond_strength_follows_the_load_path():
+    """auto: column contacts and near-vertical normals carry weight in compression; the rest tension."""
+    from addon.core.destruction import bonds
+    elements = layout(small_building())
+    result = fx.fracture_building(elements, MATERIALS, seed=2)
+    made = bonds.make_bonds(result, MATERIALS, "auto")
+    kinds = [elements[f.element].kind for f in result.fragments]
+    for contact, bond in zip(result.contacts, made):
+        a = elements[result.fragments[contact.a].element]
+        b_kind = "ground" if contact.b == fx.GROUND else kinds[contact.b]
+        column = "column" in (a.kind, b_kind)
+        mode = "compressive" if column or abs(contact.normal[2]) >= 0.5 else "tensile"
+        mats = {a.material} | ({elements[result.fragments[contact.b].element].material} if contact.b != fx.GROUND else set())
+        sigma = min(MATERIALS[m].strength(mode) for m in mats)
+        assert bond.force_n == pytest.approx(sigma * contact.area)
+    wall_side = [b for c, b in zip(result.contacts, made) if kinds[c.a] == "wall" and c.b != fx.GROUND
+                 and kinds[c.b] == "wall" and abs(c.normal[2]) < 0.5]
+    assert wall_side and all(b.force_n == pytest.approx(MATERIALS["masonry"].tensile_strength_pa * b.area_m2)
+                             for b in wall_side)

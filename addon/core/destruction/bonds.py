@@ -43,17 +43,18 @@ def threshold(force_n: float, fps: float, substeps: int, time_scale: float = 1.0
     return force_n * time_scale / (fps * substeps) / n * TYPE_FACTOR[constraint_type]
 
 
-# A contact whose normal is within 45 degrees of vertical carries the self-weight above
-# it in compression (Bullet carries it through the bond, since bonded pairs do not
-# collide), so under `bond_strength = "auto"` it gets the compressive strength; every
-# other contact the tensile strength, the weakest way concrete and masonry fail.
-VERTICAL_NZ = 0.7071
+# Under `bond_strength = "auto"`, a contact that carries the self-weight above it in
+# compression (Bullet carries it through the bond, since bonded pairs do not collide)
+# gets the compressive strength: one whose normal is within 60 degrees of vertical, or
+# any contact of a column (its oblique Voronoi faces carry the storeys above). Every
+# other contact gets the tensile strength, the weakest way concrete and masonry fail.
+VERTICAL_NZ = 0.5
 
 
-def bond_mode(strength: str, normal) -> str:
+def bond_mode(strength: str, normal, column: bool = False) -> str:
     if strength != "auto":
         return strength
-    return "compressive" if abs(normal[2]) >= VERTICAL_NZ else "tensile"
+    return "compressive" if column or abs(normal[2]) >= VERTICAL_NZ else "tensile"
 
 
 def make_bonds(fracture: Fracture, materials: dict[str, Material], strength: str = "auto") -> list[Bond]:
@@ -61,7 +62,9 @@ def make_bonds(fracture: Fracture, materials: dict[str, Material], strength: str
     elements, frags = fracture.elements, fracture.fragments
     out = []
     for c in fracture.contacts:
-        mode = bond_mode(strength, c.normal)
+        column = elements[frags[c.a].element].kind == "column" or (
+            c.b != GROUND and elements[frags[c.b].element].kind == "column")
+        mode = bond_mode(strength, c.normal, column)
         sigma = materials[elements[frags[c.a].element].material].strength(mode)
         if c.b != GROUND:
             sigma = min(sigma, materials[elements[frags[c.b].element].material].strength(mode))
