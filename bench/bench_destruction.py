@@ -4,7 +4,7 @@
     .venv-blender/bin/python bench/bench_destruction.py [--frames 10]
     .venv-blender/bin/python bench/bench_destruction.py --measure-type-factor
 
-The building is the 6-storey frame of presets/destruction_rc_frame.toml, at 2 storeys
+The building is the 6-storey frame of presets/default.toml, at 2 storeys
 with a low cell density for the smallest size, then 6 storeys at two densities. `--measure-type-factor` measures how
 much larger a GENERIC constraint's threshold must be than a FIXED one's to hold the
 same hanging load (bonds.TYPE_FACTOR documents the result).
@@ -28,7 +28,7 @@ from addon.core.preset import load_preset  # noqa: E402
 from addon.scene.destruction import stage  # noqa: E402
 from addon.scene.destruction.physics import lock_generic  # noqa: E402
 
-PRESET = REPO / "presets" / "destruction_rc_frame.toml"
+PRESET = REPO / "presets" / "default.toml"
 SIZES = ((2, 0.6), (6, 1.0), (6, 4.0))  # (storeys, cell_density_scale)
 
 

@@ -14,7 +14,7 @@ from addon.core.preset import load_preset
 from addon.scene.destruction import objects, physics, stage, triggers
 from conftest import REPO
 
-PRESETS = sorted((REPO / "presets").glob("destruction_*.toml"))
+PRESETS = [REPO / "presets" / "default.toml", *sorted((REPO / "presets").glob("destruction_*.toml"))]
 FRAMES = 120
 
 pytestmark = pytest.mark.skipif(os.environ.get("RUBBLE_PRESET_TESTS") != "1",
