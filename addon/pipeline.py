@@ -21,11 +21,13 @@ from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
 from .core.stamps import Stamps, digest
-from .scene import bake, build, ownership, passes, sequencer, trigger
+from .scene import bake, ownership, passes, sequencer
+from .scene.destruction import stage as destruction
+from .scene.destruction import triggers as destruction_triggers
 
 SCENE_NAME = "Rubble"  # what the shot's scene is called; Rubble finds it by its tag (scene/ownership.py)
 # The preset sections that define the simulated scene: changing one means a new shot.
-SCENE_SECTIONS = ("shot", "building", "trigger")
+SCENE_SECTIONS = ("shot", "building", "materials", "fracture", "simulation", "triggers")
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
 
 
@@ -164,16 +166,20 @@ def stage_build(job: ShotJob) -> Iterator[Progress]:
     if job.scene.get("rubble_scene_key") == job.scene_key():
         yield _up_to_date("build")
         return
-    job._objects = build.run(job.scene, job.preset)
-    yield Progress("build", 1, 1, f"{len(job._objects['pieces'])} pieces")
+    built = destruction.run(job.scene, job.preset)
+    job._objects = {"built": built}
+    yield Progress("build", 1, 1, f"{len(built.fragments)} fragments, {len(built.bonds)} bonds "
+                   f"({', '.join(f'{k} {v:.1f}s' for k, v in built.timings.items())})")
 
 
 def stage_trigger(job: ShotJob) -> Iterator[Progress]:
     if not job._objects:
         yield _up_to_date("trigger")
         return
-    removed = trigger.run(job._objects["pieces"], job.preset)
-    yield Progress("trigger", 1, 1, f"{job.preset.trigger.kind}: {len(removed)} pieces at frame {job.preset.trigger.frame}")
+    destruction_triggers.run(job.scene, job._objects["built"], job.preset)
+    ownership.own_animations(job.scene)
+    kinds = ", ".join(f"{t.kind} at frame {t.frame}" for t in job.preset.triggers) or "none"
+    yield Progress("trigger", 1, 1, kinds)
 
 
 def stage_bake(job: ShotJob) -> Iterator[Progress]:
@@ -182,12 +188,13 @@ def stage_bake(job: ShotJob) -> Iterator[Progress]:
         yield _up_to_date("bake")
         return
     scene = job.scene
-    bake.setup_rigid_bodies(scene, job._objects["pieces"], job._objects["ground"], job.preset)
-    yield Progress("bake", 0, 2, "baking rigid bodies")
-    bake.bake(scene)
+    yield Progress("bake", 0, 2, "baking rigid bodies (pre-roll included)")
+    destruction.bake(scene, job._objects["built"])
+    records = destruction.shot_records(scene, job._objects["built"], job.preset)
     cameras = dict(bake.camera_records(scene))
     manifest = build_manifest(job.preset.to_dict(), cameras,
-                              {"rubble": VERSION, "blender": bpy.app.version_string, "python": platform.python_version()})
+                              {"rubble": VERSION, "blender": bpy.app.version_string, "python": platform.python_version()},
+                              **records)
     write_manifest(job.shot_dir, manifest)
     scene["rubble_scene_key"] = job.scene_key()
     scene["rubble_shot_dir"] = str(job.shot_dir)

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .destruction import schema as destruction
+from .destruction import triggers as destruction_triggers
+from .destruction.materials import MATERIALS, Material
+
 SCHEMA = "rubble.preset/1"
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
 
@@ -45,12 +49,15 @@ class BuildingSettings:
     column_size_m: float = field(default=0.45, metadata=_range(0.1, 2.0))
     slab_thickness_m: float = field(default=0.3, metadata=_range(0.05, 1.5))
     material: str = field(default="concrete", metadata={"choices": ("concrete", "masonry")})
-
-
-@dataclass(frozen=True)
-class TriggerSettings:
-    kind: str = field(default="column_removal", metadata={"choices": ("none", "column_removal")})
-    frame: int = field(default=3, metadata=_range(0))
+    # Destruction layout (addon/core/destruction/layout.py): beams, infill walls, windows.
+    beam_depth_m: float = field(default=0.5, metadata=_range(0.1, 3.0))
+    beam_width_m: float = field(default=0.3, metadata=_range(0.1, 2.0))
+    walls: str = field(default="masonry", metadata={"choices": ("none", "concrete", "masonry")})
+    wall_thickness_m: float = field(default=0.25, metadata=_range(0.05, 1.0))
+    walls_from_storey: int = field(default=0, metadata=_range(0, 59))  # 1: an open ground floor (shops)
+    window_width_m: float = field(default=1.6, metadata=_range(0.0, 20.0))
+    window_height_m: float = field(default=1.4, metadata=_range(0.0, 10.0))
+    sill_height_m: float = field(default=0.9, metadata=_range(0.0, 10.0))
 
 
 @dataclass(frozen=True)
@@ -92,10 +99,13 @@ class Preset:
     name: str = "Unnamed"
     shot: ShotSettings = ShotSettings()
     building: BuildingSettings = BuildingSettings()
-    trigger: TriggerSettings = TriggerSettings()
     render: RenderSettings = RenderSettings()
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
+    materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
+    fracture: destruction.FractureSettings = destruction.FractureSettings()
+    simulation: destruction.SimulationSettings = destruction.SimulationSettings()
+    triggers: tuple[destruction_triggers.Trigger, ...] = ()
 
     @property
     def frame_count(self) -> int:
@@ -105,6 +115,8 @@ class Preset:
         data = dataclasses.asdict(self)
         data["schema"] = SCHEMA
         data["shot"]["resolution"] = list(self.shot.resolution)
+        data["materials"] = destruction.materials_to_dict(self.materials)
+        data["triggers"] = destruction_triggers.to_list(self.triggers)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -114,8 +126,8 @@ class Preset:
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_SECTIONS = {"shot": ShotSettings, "building": BuildingSettings, "trigger": TriggerSettings,
-             "render": RenderSettings, "look": LookSettings, "model": ModelSettings}
+_SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
+             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, **destruction.SECTIONS}
 
 
 class PresetError(ValueError):
@@ -193,19 +205,25 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
                         f"(it reads {SCHEMA!r}); update Rubble or re-save the preset")
 
     for key in data:
-        if key not in _SECTIONS and key not in ("schema", "name"):
-            problems.append(f"{key}: unknown section or key (known: name, {', '.join(_SECTIONS)})")
+        if key == "trigger":
+            problems.append("trigger: the single [trigger] table was replaced by a list; write each trigger as "
+                            "[[triggers]] with kind and frame (presets/default.toml has examples)")
+        elif key not in _SECTIONS and key not in ("schema", "name", "materials", "triggers"):
+            problems.append(f"{key}: unknown section or key (known: name, materials, triggers, {', '.join(_SECTIONS)})")
     name = data.get("name", "Unnamed")
     if not isinstance(name, str):
         problems.append(f"name: expected a string, got {name!r}")
         name = "Unnamed"
     built = {key: _build_section(cls, key, data.get(key, {}), problems) for key, cls in _SECTIONS.items()}
-    preset = Preset(name=name, **built)
+    materials = destruction.parse_materials(data.get("materials"), problems)
+    triggers = destruction_triggers.parse(data.get("triggers"), problems)
+    preset = Preset(name=name, materials=materials, triggers=triggers, **built)
     if not problems:
         if preset.shot.frame_end < preset.shot.frame_start:
             problems.append(f"shot.frame_end: {preset.shot.frame_end} is before shot.frame_start {preset.shot.frame_start}")
         if preset.model.overlap >= preset.model.window:
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
+        problems += destruction.cross_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

@@ -32,8 +32,18 @@ def camera_record(matrix_world, lens_mm: float, sensor_width_mm: float, sensor_h
 
 
 def build_manifest(preset_dict: dict[str, Any], cameras: dict[int, dict[str, Any]],
-                   created_by: dict[str, str]) -> dict[str, Any]:
+                   created_by: dict[str, str], fragments: dict[str, dict] | None = None,
+                   moved: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    """`fragments`: pass index -> {role, element, kind, material} of each destruction fragment;
+    `moved`: frame -> pass indices of the fragments that moved from rest by then."""
     shot = preset_dict["shot"]
+    roles = {str(index): role for role, index in ROLE_INDEX.items()}
+    roles.update({index: record["role"] for index, record in (fragments or {}).items()})
+    extra = {}
+    if fragments is not None:
+        extra["fragments"] = fragments
+    if moved is not None:
+        extra["moved"] = {str(frame): indices for frame, indices in sorted(moved.items())}
     return {
         "schema": SCHEMA,
         "frame_start": shot["frame_start"],
@@ -42,10 +52,11 @@ def build_manifest(preset_dict: dict[str, Any], cameras: dict[int, dict[str, Any
         "resolution": list(shot["resolution"]),
         "seed": shot["seed"],
         "passes": PASSES_PATTERN,
-        "roles": {str(index): role for role, index in ROLE_INDEX.items()},
+        "roles": roles,
         "camera": {str(frame): record for frame, record in sorted(cameras.items())},
         "preset": preset_dict,
         "created_by": created_by,
+        **extra,
     }
 
 

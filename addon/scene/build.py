@@ -1,7 +1,5 @@
-"""Stage `build`: a procedural frame building (columns + slab bays), ground, camera, light.
-
-Boxes are enough for the spine; fracture and bonds slot in as their own stages later.
-"""
+"""Stage `build`, around the building: ground, camera and light (the fractured building
+itself is addon/scene/destruction), each tagged as Rubble's."""
 from __future__ import annotations
 
 import bpy
@@ -10,11 +8,6 @@ from mathutils import Vector
 from ..core.preset import Preset
 from ..core.shot_manifest import ROLE_INDEX
 from .ownership import own, own_object
-
-COLLECTION = "Rubble Building"
-# Gap between neighbouring slab bays so that their collision margins do not push
-# them apart at rest (Blender's default rigid-body margin is 0.04 m).
-SLAB_GAP_M = 0.02
 
 _BOX_FACES = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
 
@@ -44,34 +37,6 @@ def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
 def building_size(preset: Preset) -> Vector:
     b = preset.building
     return Vector((b.bays_x * b.bay_width_m, b.bays_y * b.bay_width_m, b.storeys * b.storey_height_m))
-
-
-def build_building(scene: bpy.types.Scene, preset: Preset) -> list[bpy.types.Object]:
-    """Columns on the bay grid, one slab per bay on top of each storey, centred on the origin."""
-    b = preset.building
-    size = building_size(preset)
-    coll = _collection(scene, COLLECTION)
-    pieces = []
-    column_h = b.storey_height_m - b.slab_thickness_m
-    for storey in range(b.storeys):
-        z0 = storey * b.storey_height_m
-        for i in range(b.bays_x + 1):
-            for j in range(b.bays_y + 1):
-                x, y = -size.x / 2 + i * b.bay_width_m, -size.y / 2 + j * b.bay_width_m
-                col = box(f"Column.{storey}.{i}.{j}", (b.column_size_m, b.column_size_m, column_h),
-                          (x, y, z0 + column_h / 2), coll, "building")
-                col["rubble_column"] = (storey, i, j)
-                pieces.append(col)
-        slab_z = z0 + column_h + b.slab_thickness_m / 2
-        for i in range(b.bays_x):
-            for j in range(b.bays_y):
-                x = -size.x / 2 + (i + 0.5) * b.bay_width_m
-                y = -size.y / 2 + (j + 0.5) * b.bay_width_m
-                # Each bay spans column centre to column centre, so it rests on four column tops.
-                pieces.append(box(f"Slab.{storey}.{i}.{j}",
-                                  (b.bay_width_m - SLAB_GAP_M, b.bay_width_m - SLAB_GAP_M, b.slab_thickness_m),
-                                  (x, y, slab_z), coll, "building"))
-    return pieces
 
 
 def build_ground(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
@@ -118,14 +83,3 @@ def build_lighting(scene: bpy.types.Scene) -> None:
         background.inputs["Strength"].default_value = 0.8
     scene.world = world
 
-
-def run(scene: bpy.types.Scene, preset: Preset) -> dict:
-    scene.frame_start, scene.frame_end = preset.shot.frame_start, preset.shot.frame_end
-    scene.render.fps = preset.shot.fps
-    scene.render.resolution_x, scene.render.resolution_y = preset.shot.resolution
-    scene.render.resolution_percentage = 100
-    pieces = build_building(scene, preset)
-    ground = build_ground(scene, preset)
-    build_camera(scene, preset)
-    build_lighting(scene)
-    return {"pieces": pieces, "ground": ground}

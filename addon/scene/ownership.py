@@ -34,6 +34,13 @@ def own_object(obj: bpy.types.Object, kind: str = SHOT) -> bpy.types.Object:
     return obj
 
 
+def own_animations(scene: bpy.types.Scene, kind: str = SHOT) -> None:
+    """Actions keyed onto Rubble's objects after they were tagged (triggers) are Rubble's too."""
+    for obj in scene.objects:
+        if is_owned(obj, kind) and obj.animation_data is not None and obj.animation_data.action is not None:
+            own(obj.animation_data.action, kind)
+
+
 def is_owned(data_block, kind: str) -> bool:
     return data_block.get(TAG) == kind
 

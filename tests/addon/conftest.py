@@ -13,17 +13,39 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
 def write_preset(path: Path, **overrides) -> Path:
-    """The default preset with some sections overridden: {"shot": {"frame_end": 4}}."""
+    """The default preset with some sections overridden: {"shot": {"frame_end": 4}}.
+    A list value (`triggers=[...]`) replaces the whole array of tables."""
     data = tomllib.loads((REPO / "presets" / "default.toml").read_text())
     for section, values in overrides.items():
-        data[section].update(values)
+        if isinstance(values, list):
+            data[section] = values
+        else:
+            data.setdefault(section, {}).update(values)
     lines = [f'schema = "{data.pop("schema")}"', f'name = "{data.pop("name")}"']
     for section, values in data.items():
+        if isinstance(values, list):  # [[section]] tables
+            for table in values:
+                lines.append(f"[[{section}]]")
+                lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            continue
+        tables = {k: v for k, v in values.items() if isinstance(v, dict)}  # [section.name] sub-tables
         lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
-    path.write_text("\n".join(lines).replace("True", "true").replace("False", "false") + "\n")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items() if key not in tables]
+        for name, table in tables.items():
+            lines.append(f"[{section}.{name}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -31,7 +53,8 @@ def write_preset(path: Path, **overrides) -> Path:
 SMALL_SHOT = {
     "shot": {"frame_start": 1, "frame_end": 4, "resolution": [96, 64]},
     "building": {"storeys": 2, "bays_x": 2, "bays_y": 1},
-    "trigger": {"frame": 1},
+    "triggers": [{"kind": "column_removal", "frame": 1}],
+    "simulation": {"preroll_frames": 1, "warmup_frames": 1},  # the pre-roll must fit before frame 1
     "render": {"samples": 2},
     "look": {"steps": 2},
     "model": {"width": 64, "height": 64, "window": 4, "overlap": 1},

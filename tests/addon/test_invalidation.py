@@ -13,9 +13,12 @@ SCENE = {"build", "trigger", "bake"}
 
 
 def _run(tmp_path, name, stages=pipeline.STAGES, backend=None, tiny=None, **changes):
-    sections = {key: dict(value) for key, value in SMALL_SHOT.items()}
+    sections = {key: list(value) if isinstance(value, list) else dict(value) for key, value in SMALL_SHOT.items()}
     for section, values in changes.items():
-        sections.setdefault(section, {}).update(values)
+        if isinstance(values, list):  # [[triggers]]: the list replaces the shot's
+            sections[section] = values
+        else:
+            sections.setdefault(section, {}).update(values)
     job = pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=load_preset(write_preset(tmp_path / f"{name}.toml", **sections)),
                            stages=stages, backend_python=str(backend or ""), tiny_model=tiny, owns_session=True)
     ran, skipped = set(), set()
@@ -55,7 +58,8 @@ def test_a_new_prompt_redoes_generate_and_composite_only(generated):
 @pytest.mark.parametrize("section, change, redone", [
     ("model", {"overlap": 2}, set()),                       # model: generate and composite only
     ("render", {"samples": 3}, {"passes"}),                 # render: passes and after
-    ("trigger", {"frame": 2}, SCENE | {"passes"}),          # scene sections: everything
+    ("triggers", [{"kind": "column_removal", "frame": 2}], SCENE | {"passes"}),  # scene sections: everything
+    ("materials", {"concrete": {"tensile_strength_pa": 2.0e6}}, SCENE | {"passes"}),
     ("building", {"storeys": 3}, SCENE | {"passes"}),
     ("shot", {"seed": 99}, SCENE | {"passes"}),
 ])
