@@ -12,7 +12,7 @@ DEMO_DIR ?= build/demo
 TINY_MODEL ?= build/tiny-model
 BLENDER_EXT = $(firstword $(wildcard $(BLENDER_VENV)/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
 
-.PHONY: all venvs venv-blender venv-blender-4.2 venv-inference demo test test-addon test-addon-4.2 test-inference extension bench clean
+.PHONY: all venvs venv-blender venv-blender-4.2 venv-inference demo test test-addon test-addon-4.2 test-presets test-inference extension bench clean
 
 all: venvs
 
@@ -41,14 +41,18 @@ demo: venvs
 	$(BPY) -m addon.cli shot $(DEMO_DIR) --preset presets/default.toml \
 	    --backend-python $(IPY) --tiny-model $(TINY_MODEL)
 
-# The add-on tests run on Blender 5.0 and on 4.2 LTS, the versions the manifest claims.
-test: test-inference test-addon test-addon-4.2
+# The add-on tests run on Blender 5.0 and on 4.2 LTS, the versions the manifest claims;
+# every shipped preset is simulated full size once, on 5.0 (about 4 minutes).
+test: test-inference test-addon test-addon-4.2 test-presets
 
 test-addon: venv-blender venv-inference
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
 
 test-addon-4.2: venv-blender-4.2 venv-inference
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY42) -m pytest tests/addon -q
+
+test-presets: venv-blender
+	RUBBLE_PRESET_TESTS=1 $(BPY) -m pytest tests/addon/test_destruction_presets.py -q
 
 test-inference: venv-inference
 	$(IPY) -m pytest tests/inference -q

@@ -1,6 +1,7 @@
 """Every shipped destruction preset, full size: it stands for 120 frames with its triggers
 removed, and with them at least half of its mass ends more than one storey below where it
-stood. About 70 s per run on 2 cores, so the 8 runs are opt-in:
+stood. About 30 s per run on 2 cores, so the 8 runs are opt-in in a plain pytest run; `make test`
+runs them once, on Blender 5.0 (`make test-presets`):
 `RUBBLE_PRESET_TESTS=1 .venv-blender/bin/python -m pytest tests/addon/test_destruction_presets.py`.
 The small-building versions of these checks run in every suite (test_destruction_scene.py,
 test_destruction_triggers.py)."""
