@@ -155,10 +155,11 @@ def test_triggers_round_trip_and_bad_ones_are_named():
                      "triggers[3].direction: must not be [0, 0, 0]"):
         assert expected in text
     data["triggers"] = [{"kind": "column_removal", "storey": 9, "columns": [[7, 0]]},
-                        {"kind": "impact", "frame": 999}]
+                        {"kind": "impact", "frame": 999}, {"kind": "impact", "frame": 2}]
     with pytest.raises(PresetError) as err:
         preset_from_dict(data)
     text = str(err.value)
     for expected in ("triggers[0].storey: 9 does not exist", "triggers[0].columns: [7, 0] is not a column",
-                     "triggers[1].frame: 999 is after shot.frame_end"):
+                     "triggers[1].frame: 999 is after shot.frame_end",
+                     "triggers[2].frame: 2 is too early for an impact"):  # the pre-roll starts at frame 1
         assert expected in text
