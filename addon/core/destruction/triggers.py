@@ -28,6 +28,11 @@ class ColumnRemoval:
     drop_frames: int = field(default=2, metadata=_range(1, 100))  # a charge clears a column in ~0.1 s
 
 
+# An impactor moves on its keys for this many frames before its trigger frame, then is
+# released: Bullet keeps the velocity of its last animated step (addon/scene/destruction/triggers.py).
+IMPACT_APPROACH_FRAMES = 2
+
+
 @dataclass(frozen=True)
 class Impact:
     kind: str = "impact"
@@ -152,6 +157,10 @@ def check(triggers, preset) -> list[str]:
         where = f"triggers[{k}]"
         if t.frame > preset.shot.frame_end:
             problems.append(f"{where}.frame: {t.frame} is after shot.frame_end {preset.shot.frame_end}")
+        first = preset.shot.frame_start - preset.simulation.preroll_frames + IMPACT_APPROACH_FRAMES
+        if isinstance(t, Impact) and t.frame < first:
+            problems.append(f"{where}.frame: {t.frame} is too early for an impact: the ball needs "
+                            f"{IMPACT_APPROACH_FRAMES} simulated frames to reach its speed, so use frame {first} or later")
         if isinstance(t, ColumnRemoval):
             if t.storey >= b.storeys:
                 problems.append(f"{where}.storey: {t.storey} does not exist (0 to {b.storeys - 1})")
