@@ -64,6 +64,7 @@ extension: venv-blender
 
 bench: venvs
 	$(BPY) bench/bench_stages.py
+	$(BPY) bench/bench_destruction.py
 	$(IPY) bench/inference_cpu.py
 	$(IPY) bench/control_stats.py
 
