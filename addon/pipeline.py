@@ -21,7 +21,7 @@ from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
 from .core.stamps import Stamps, digest
-from .scene import bake, ownership, passes, sequencer
+from .scene import bake, ownership, passes, roles, sequencer
 from .scene.destruction import stage as destruction
 from .scene.destruction import triggers as destruction_triggers
 
@@ -85,7 +85,13 @@ class ShotJob:
 
     # Stage keys: each includes the key of what it builds on.
     def scene_key(self) -> str:
-        return digest("scene", VERSION, self.preset.section_hash(*SCENE_SECTIONS))
+        tags = sorted(self.artist_tags().items())
+        return digest("scene", VERSION, self.preset.section_hash(*SCENE_SECTIONS), *(f"{n}={r}" for n, r in tags))
+
+    def artist_tags(self) -> dict[str, str]:
+        """object name -> role of the artist's objects the shot links (scene/roles.py). A process
+        that owns its session has no artist's file: it renders what shot.blend carries."""
+        return roles.recorded(self.shot_dir) if self.owns_session else roles.tagged()
 
     def pass_key(self) -> str:
         return digest("passes", self.scene_key(), self.preset.section_hash("render"))
@@ -162,12 +168,19 @@ def sync_manifest_preset(job: ShotJob) -> None:
 
 
 def stage_build(job: ShotJob) -> Iterator[Progress]:
+    tags = job.artist_tags()
+    try:
+        roles.indices(tags)  # refused before any work
+    except roles.RoleError as exc:
+        raise StageError(str(exc)) from None
     job.scene = open_or_new_scene(job)
     if job.scene.get("rubble_scene_key") == job.scene_key():
         yield _up_to_date("build")
         return
     built = destruction.run(job.scene, job.preset)
-    job._objects = {"built": built}
+    if job.owns_session:
+        tags = {}  # the tagged objects lived in the artist's file: a rebuild here cannot link them
+    job._objects = {"built": built, "tags": tags, "artist_roles": roles.link(job.scene, tags)}
     yield Progress("build", 1, 1, f"{len(built.fragments)} fragments, {len(built.bonds)} bonds "
                    f"({', '.join(f'{k} {v:.1f}s' for k, v in built.timings.items())})")
 
@@ -194,7 +207,7 @@ def stage_bake(job: ShotJob) -> Iterator[Progress]:
     cameras = dict(bake.camera_records(scene))
     manifest = build_manifest(job.preset.to_dict(), cameras,
                               {"rubble": VERSION, "blender": bpy.app.version_string, "python": platform.python_version()},
-                              **records)
+                              artist_roles=job._objects["artist_roles"], tagged=job._objects["tags"], **records)
     write_manifest(job.shot_dir, manifest)
     scene["rubble_scene_key"] = job.scene_key()
     scene["rubble_shot_dir"] = str(job.shot_dir)

@@ -33,13 +33,17 @@ def camera_record(matrix_world, lens_mm: float, sensor_width_mm: float, sensor_h
 
 def build_manifest(preset_dict: dict[str, Any], cameras: dict[int, dict[str, Any]],
                    created_by: dict[str, str], fragments: dict[str, dict] | None = None,
-                   moved: dict[int, list[int]] | None = None) -> dict[str, Any]:
+                   moved: dict[int, list[int]] | None = None, artist_roles: dict[str, int] | None = None,
+                   tagged: dict[str, str] | None = None) -> dict[str, Any]:
     """`fragments`: pass index -> {role, element, kind, material} of each destruction fragment;
-    `moved`: frame -> pass indices of the fragments that moved from rest by then."""
+    `moved`: frame -> pass indices of the fragments that moved from rest by then;
+    `artist_roles`: role -> pass index of the roles the artist tagged (scene/roles.py);
+    `tagged`: object name -> role of the artist's objects the shot links."""
     shot = preset_dict["shot"]
     roles = {str(index): role for role, index in ROLE_INDEX.items()}
+    roles.update({str(index): role for role, index in (artist_roles or {}).items()})
     roles.update({index: record["role"] for index, record in (fragments or {}).items()})
-    extra = {}
+    extra = {"tagged": dict(tagged)} if tagged else {}
     if fragments is not None:
         extra["fragments"] = fragments
     if moved is not None:

@@ -8,8 +8,8 @@ from ...core.destruction.fracture import Fracture
 from ..ownership import own, own_object
 
 COLLECTION = "Rubble Building"
-# Object pass indices: 1..15 stay the roles of shot_manifest.ROLE_INDEX; fragment k gets
-# FRAGMENT_INDEX_BASE + k (the Object Index pass is a float, so thousands fit).
+# Object pass indices: 1..3 are shot_manifest.ROLE_INDEX, 4..15 the artist's roles (scene/roles.py);
+# fragment k gets FRAGMENT_INDEX_BASE + k (the Object Index pass is a float, so thousands fit).
 FRAGMENT_INDEX_BASE = 16
 
 
