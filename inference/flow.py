@@ -1,0 +1,48 @@
+"""Optical flow and occlusion from Blender's Vector pass (docs/contract.md, "control/flow").
+
+The Vector pass is in pixels with y up: XY is the motion towards the previous frame, ZW is
+minus the motion towards the next frame (pinned by tests/addon/test_passes.py). In image
+coordinates (x right, y down) that makes forward flow (t -> t+1) = (-Z, +W) and backward
+flow (t -> t-1) = (X, -Y) (docs/design.md).
+"""
+
+import numpy as np
+
+# Forward-backward consistency (Sundaram, Brox and Keutzer, "Dense point trajectories by
+# GPU-accelerated large displacement optical flow", ECCV 2010, eq. 5): a pixel is occluded in
+# the next frame when |F(p) + B'(p + F(p))|^2 > ALPHA (|F|^2 + |B'|^2) + BETA, with their
+# ALPHA = 0.01 and BETA = 0.5 px^2. The Vector pass is exact where the surface stays visible,
+# so these loose bounds only ever fire where another surface lands on p + F(p).
+ALPHA = 0.01
+BETA = 0.5
+
+
+def forward(vector: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 pixels from frame t to t+1, x right, y down."""
+    return np.stack([-vector[..., 2], vector[..., 3]], axis=-1).astype(np.float32)
+
+
+def backward(vector: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 pixels from frame t to t-1, x right, y down."""
+    return np.stack([vector[..., 0], -vector[..., 1]], axis=-1).astype(np.float32)
+
+
+def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.ndarray:
+    """True where the pixel is not visible in the next frame.
+
+    A pixel whose forward flow leaves the image is occluded. `next_backward` is frame t+1's
+    backward flow, sampled at p + F(p) (nearest pixel: the Vector pass is not anti-aliased
+    across objects either, and bilinear sampling would blend two surfaces' motions at an edge).
+    With no next frame (the shot's last frame) only pixels leaving the image are marked.
+    """
+    height, width = forward_flow.shape[:2]
+    rows, cols = np.mgrid[0:height, 0:width]
+    x = np.rint(cols + forward_flow[..., 0]).astype(np.int64)
+    y = np.rint(rows + forward_flow[..., 1]).astype(np.int64)
+    outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
+    if next_backward is None:
+        return outside
+    sampled = next_backward[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)]
+    mismatch = np.sum((forward_flow + sampled) ** 2, axis=-1)
+    bound = ALPHA * (np.sum(forward_flow**2, axis=-1) + np.sum(sampled**2, axis=-1)) + BETA
+    return outside | (mismatch > bound)
