@@ -147,6 +147,7 @@ def test_resumed_chunk_derives_occlusion_from_the_next_frame(tmp_path):
         set_motion(shot, frame, slice(start, start + 12), (-4.0, 0.0, -4.0, 0.0))
     derive(shot)
     first = {p: p.read_bytes() for p in (shot / "control").rglob("*") if p.is_file() and p.name != "stats.json"}
+    assert len(first) == 3 * 8, "depth, normal, clay, forward, backward, occlusion, 2 masks for 3 frames"
     for path in first:
         if path.stem in ("0001", "0002"):
             path.unlink()
