@@ -36,13 +36,15 @@ def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.
     With no next frame (the shot's last frame) only pixels leaving the image are marked.
     """
     height, width = forward_flow.shape[:2]
-    rows, cols = np.mgrid[0:height, 0:width]
-    x = np.rint(cols + forward_flow[..., 0]).astype(np.int64)
-    y = np.rint(rows + forward_flow[..., 1]).astype(np.int64)
+    fx, fy = forward_flow[..., 0], forward_flow[..., 1]
+    x = np.rint(np.arange(width, dtype=np.float32)[None, :] + fx).astype(np.int64)
+    y = np.rint(np.arange(height, dtype=np.float32)[:, None] + fy).astype(np.int64)
     outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
     if next_backward is None:
         return outside
-    sampled = next_backward[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)]
-    mismatch = np.sum((forward_flow + sampled) ** 2, axis=-1)
-    bound = ALPHA * (np.sum(forward_flow**2, axis=-1) + np.sum(sampled**2, axis=-1)) + BETA
+    at = np.clip(y, 0, height - 1) * width + np.clip(x, 0, width - 1)
+    bx = next_backward[..., 0].ravel()[at]
+    by = next_backward[..., 1].ravel()[at]
+    mismatch = (fx + bx) ** 2 + (fy + by) ** 2
+    bound = ALPHA * (fx * fx + fy * fy + bx * bx + by * by) + BETA
     return outside | (mismatch > bound)
