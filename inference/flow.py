@@ -31,8 +31,9 @@ def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.
     """True where the pixel is not visible in the next frame.
 
     A pixel whose forward flow leaves the image is occluded. `next_backward` is frame t+1's
-    backward flow, sampled at p + F(p) (nearest pixel: the Vector pass is not anti-aliased
-    across objects either, and bilinear sampling would blend two surfaces' motions at an edge).
+    backward flow, sampled at p + F(p) (nearest pixel: bilinear sampling would blend two
+    surfaces' motions at an edge). Cycles averages the Vector pass over the samples, so a pixel
+    on an object's edge carries a blend of both surfaces' motions and may fall either way.
     With no next frame (the shot's last frame) only pixels leaving the image are marked.
     """
     height, width = forward_flow.shape[:2]

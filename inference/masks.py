@@ -1,9 +1,10 @@
 """Masks per role from the Object Index pass (docs/contract.md, "control/mask").
 
-Cycles writes the Object Index pass from one sample per pixel (it is not anti-aliased: the
-pass is not filtered, a pixel holds the index of one object, checked in
-tests/addon/test_flow_and_masks.py), so every pixel belongs to at most one object and thus
-to at most one role. Index 0 (nothing hit, or an object without a pass index) is no role.
+Cycles' Object Index pass is not anti-aliased: a pixel holds one sample's object, never a
+blend (checked at 4 samples in tests/addon/test_flow_and_masks.py, where the Vector pass of
+the same edge pixels is averaged over the samples). So every pixel belongs to at most one
+object and thus to at most one role; at an edge the mask follows that one sample, which may
+disagree with the flow there. Index 0 (nothing hit, or an object without a pass index) is no role.
 """
 
 import numpy as np

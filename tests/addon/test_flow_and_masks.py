@@ -109,3 +109,25 @@ def test_object_index_is_not_anti_aliased_and_masks_cover_exactly_their_objects(
     masks = dict(np.load(dump))
     for role, value in ROLE_INDEX.items():
         assert np.array_equal(masks[role] == 255, index == value), role
+
+
+def test_occlusion_marks_the_ground_the_cube_moves_onto(shot, backend_python):
+    shot_dir, _ = shot
+    dump = shot_dir.parent / "occlusion.npy"  # PIL lives in the backend's environment
+    code = ("import sys, numpy as np; from PIL import Image; "
+            "np.save(sys.argv[2], np.asarray(Image.open(sys.argv[1])))")
+    subprocess.run([str(backend_python), "-c", code, str(shot_dir / "control" / "flow" / "occlusion" / "0002.png"),
+                    str(dump)], check=True)
+    occluded = np.load(dump) == 255
+    index = {f: channels(shot_dir / "passes" / f"{f:04d}.exr", ("Object Index", "IndexOB"))["X"] for f in (2, 3)}
+    forward = np.load(shot_dir / "control" / "flow" / "forward" / "0002.npy")
+    # Background in frame 2, the cube in frame 3. The Vector pass is averaged over the samples
+    # while the Object Index pass holds one sample's object, so at the cube's edge a pixel indexed
+    # as background can carry most of the cube's motion: keep the pixels that do not move.
+    covered = (index[2] == 0) & (index[3] == ROLE_INDEX["debris"]) & (np.abs(forward).max(axis=-1) < 0.01)
+    rows = np.flatnonzero(top_face(shot_dir, 2, "debris").any(axis=1))
+    covered[: rows.min()] = covered[rows.max() + 1 :] = False  # beside the top face only: no side faces
+    assert covered.sum() > 10 and occluded[covered].all(), "the background the cube moves onto is hidden in frame 3"
+    face = top_face(shot_dir, 2, "debris")
+    face[:, np.flatnonzero(face.any(axis=0)).max() - 7 :] = False  # pixels that stay on the top face
+    assert face.sum() > 10 and not occluded[face].any(), "the cube's own top face stays visible"
