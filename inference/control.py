@@ -149,7 +149,7 @@ def _derive_with(shot: Shot, frames: list[int], stats: DepthStats) -> list[Path]
     too (the end of a chunk) its passes are read for it.
     """
     written = []
-    last = None  # (frame, passes): the next frame read for an occlusion is the next one derived
+    last = None  # (frame, passes) last read: a next frame read for an occlusion is reused when derived next
 
     def read(frame: int) -> passes.FramePasses:
         nonlocal last
