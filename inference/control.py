@@ -3,6 +3,8 @@
 Depth: disparity 1/z, normalised once per shot over all frames (per-frame normalisation
 flickers), near = bright, background black, 16-bit grey. Normal: camera space, in the
 normalbae colour convention the SD1.5 normal ControlNet was trained on. Clay: an sRGB preview.
+Flow and occlusion from the Vector pass (flow.py), one mask per role from the Object Index
+pass (masks.py).
 """
 
 import json
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import __version__, files, passes, protocol
+from . import __version__, files, flow, masks, passes, protocol
 from .shot import Shot
 
 STATS_SCHEMA = "rubble.control-stats/1"
@@ -42,6 +44,33 @@ def map_path(shot: Shot, kind: str, frame: int) -> Path:
     return shot.directory / "control" / kind / f"{frame:04d}.png"
 
 
+def flow_path(shot: Shot, direction: str, frame: int) -> Path:
+    return shot.directory / "control" / "flow" / direction / f"{frame:04d}.npy"
+
+
+def occlusion_path(shot: Shot, frame: int) -> Path:
+    return shot.directory / "control" / "flow" / "occlusion" / f"{frame:04d}.png"
+
+
+def mask_path(shot: Shot, role: str, frame: int) -> Path:
+    return shot.directory / "control" / "mask" / role / f"{frame:04d}.png"
+
+
+def roles(shot: Shot) -> list[str]:
+    return masks.role_names(shot.roles, bool(shot.fragments) or any(shot.moved.values()))
+
+
+def frame_outputs(shot: Shot, frame: int) -> list[Path]:
+    """Every file the control stage writes for `frame`."""
+    return [
+        *(map_path(shot, kind, frame) for kind in KINDS),
+        flow_path(shot, "forward", frame),
+        flow_path(shot, "backward", frame),
+        occlusion_path(shot, frame),
+        *(mask_path(shot, role, frame) for role in roles(shot)),
+    ]
+
+
 def derive(shot: Shot, frames: list[int]) -> list[Path]:
     """Write the control maps of `frames`, normalised with the whole shot's statistics.
 
@@ -64,10 +93,8 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     if saved.get("passes_sha256") == source and saved.get("method") == method:
         return _derive_with(shot, frames, DepthStats(**saved["depth"]))
 
-    for kind in KINDS:  # maps made with other stats would mix two normalisations in one shot
-        for stale in (shot.directory / "control" / kind).glob("*.png"):
-            stale.unlink()
     wanted = set(frames)
+    waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
     histogram = DisparityHistogram()
     spill = shot.directory / "control" / f".disparity.{os.getpid()}"
     spill.mkdir(parents=True, exist_ok=True)
@@ -76,10 +103,25 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         for done, frame in enumerate(shot.frames, start=1):
             frame_passes = passes.read(shot.pass_path(frame), frame)
             histogram.add(frame_passes.depth)
+            if waiting is not None and waiting[0] == frame - 1:
+                written.append(_write_occlusion(shot, *waiting, flow.backward(frame_passes.vector)))
+            waiting = None
             if frame in wanted:
-                written += _write_normal_and_clay(shot, frame, frame_passes)
+                written += _write_frame_maps(shot, frame, frame_passes)
+                waiting = (frame, flow.forward(frame_passes.vector))
                 np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
             protocol.progress("control_stats", done, len(shot.frames), f"frame {frame}")
+        if waiting is not None:  # the shot's last frame: there is no next frame
+            written.append(_write_occlusion(shot, *waiting, None))
+        # Other passes or code: every older map is stale (and maps made with other stats would mix
+        # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
+        # pass file stops the run with the maps already written still there.
+        fresh = set(written)
+        control = shot.directory / "control"
+        for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "mask/*/*.png"]:
+            for stale in control.glob(pattern):
+                if stale not in fresh:
+                    stale.unlink()
         stats = depth_stats(histogram)
         files.write_json(
             stats_path,
@@ -101,24 +143,60 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
 
 
 def _derive_with(shot: Shot, frames: list[int], stats: DepthStats) -> list[Path]:
-    """Known statistics: read each frame still lacking a map once and write all three maps."""
+    """Known statistics: read each frame still lacking a map once and write all its maps.
+
+    A frame's occlusion needs the next frame's backward flow; when that frame is not derived
+    too (the end of a chunk) its passes are read for it.
+    """
     written = []
+    last = None  # (frame, passes) last read: a next frame read for an occlusion is reused when derived next
+
+    def read(frame: int) -> passes.FramePasses:
+        nonlocal last
+        if last is None or last[0] != frame:
+            last = (frame, passes.read(shot.pass_path(frame), frame))
+        return last[1]
+
     for done, frame in enumerate(frames, start=1):
-        paths = [map_path(shot, kind, frame) for kind in KINDS]
-        if not all(p.is_file() for p in paths):
-            frame_passes = passes.read(shot.pass_path(frame), frame)
-            files.write_png(paths[0], depth_image(frame_passes.depth, stats))
-            written += [paths[0], *_write_normal_and_clay(shot, frame, frame_passes)]
+        if not all(p.is_file() for p in frame_outputs(shot, frame)):
+            frame_passes = read(frame)
+            path = map_path(shot, "depth", frame)
+            files.write_png(path, depth_image(frame_passes.depth, stats))
+            written += [path, *_write_frame_maps(shot, frame, frame_passes)]
+            forward = flow.forward(frame_passes.vector)
+            after = flow.backward(read(frame + 1).vector) if frame < shot.frame_end else None
+            written.append(_write_occlusion(shot, frame, forward, after))
         protocol.progress("control", done, len(frames), f"frame {frame}")
     return written
 
 
-def _write_normal_and_clay(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
+def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
+    """Everything but depth (needs the shot's statistics) and occlusion (needs the next frame)."""
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
     files.write_png(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
     files.write_png(paths[1], clay_image(frame_passes.combined))
+    for direction, derive_flow in (("forward", flow.forward), ("backward", flow.backward)):
+        path = flow_path(shot, direction, frame)
+        files.write_npy(path, derive_flow(frame_passes.vector))
+        paths.append(path)
+    names = roles(shot)
+    moved = shot.moved.get(frame, frozenset())
+    for role, inside in masks.role_masks(frame_passes.object_index, shot.roles, moved, names).items():
+        path = mask_path(shot, role, frame)
+        files.write_png(path, binary_image(inside))
+        paths.append(path)
     return paths
+
+
+def _write_occlusion(shot: Shot, frame: int, forward: np.ndarray, next_backward: np.ndarray | None) -> Path:
+    path = occlusion_path(shot, frame)
+    files.write_png(path, binary_image(flow.occlusion(forward, next_backward)))
+    return path
+
+
+def binary_image(inside: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.where(inside, 255, 0).astype(np.uint8))  # 8-bit grey, 255 inside
 
 
 class DisparityHistogram:

@@ -24,6 +24,16 @@ def write_png(path: Path, image: Image.Image, text: dict[str, str] | None = None
     _atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
 
 
+def write_npy(path: Path, array) -> None:
+    import numpy as np
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the tmp name
+            np.save(f, array)
+
+    _atomic(path, save)
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -5,6 +5,8 @@ part per pass (`ViewLayer.Depth.Z`), 4.x writes a single part, and the OpenEXR P
 groups a pass's R,G,B,A channels into one (H, W, 4) array under the pass name.
 """
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,8 @@ class FramePasses:
     depth: np.ndarray  # (H, W) camera-space planar z, scene units; background ~1e10
     normal: np.ndarray  # (H, W, 3) world-space normal
     combined: np.ndarray  # (H, W, 4) linear RGBA clay render
-    vector: np.ndarray | None  # (H, W, 4) pixels, y up; absent when the pass was not rendered
-    object_index: np.ndarray | None  # (H, W) object pass index, see shot.json "roles"
+    vector: np.ndarray  # (H, W, 4) pixels, y up: XY towards the previous frame, ZW minus towards the next
+    object_index: np.ndarray  # (H, W) object pass index, see shot.json "roles"
 
 
 def read(path: Path, frame: int) -> FramePasses:
@@ -31,32 +33,51 @@ def read(path: Path, frame: int) -> FramePasses:
     rerender = f"Re-render the passes for frame {frame} (Rubble > Passes with that frame range), then run again."
     if not path.is_file():
         raise BackendError("missing_pass", f"Pass file for frame {frame} is missing: {path}.", rerender)
+    damaged = f"Pass file for frame {frame} is damaged (truncated or corrupt): {path}"
+    # A part whose pixels cannot be read is dropped by the binding with a printed warning, not
+    # an exception (OpenEXR 3.3 Python binding), so a cut-off file would look like a missing pass.
+    warnings = io.StringIO()
     try:
-        parts = OpenEXR.File(str(path)).parts
+        declared = len(OpenEXR.File(str(path), header_only=True).parts)
+        with contextlib.redirect_stdout(warnings):
+            parts = OpenEXR.File(str(path)).parts
         components = _components(part.channels for part in parts)
     except Exception as exc:  # the binding raises bare RuntimeError/OSError subtypes for damaged files
-        raise BackendError("corrupt_pass", f"Pass file for frame {frame} cannot be read: {path} ({exc}).", rerender) from exc
+        raise BackendError("corrupt_pass", f"{damaged} ({exc}).", rerender) from exc
+    if len(parts) != declared or warnings.getvalue().strip():
+        detail = warnings.getvalue().strip().replace("\n", "; ") or f"{len(parts)} of {declared} parts readable"
+        raise BackendError("corrupt_pass", f"{damaged} ({detail}).", rerender)
 
-    def find(names: tuple[str, ...], component: str, required: bool = True) -> np.ndarray | None:
+    def find(names: tuple[str, ...], component: str) -> np.ndarray:
         for name in names:
             if (name, component) in components:
                 return components[(name, component)]
-        if required:
-            found = sorted(f"{n}.{c}" for n, c in components)
-            raise BackendError(
-                "missing_channel",
-                f"{path} has no {names[0]}.{component} channel (found: {', '.join(found)}).",
-                f"Enable the {names[0]} pass in the view layer and {rerender[0].lower()}{rerender[1:]}",
-            )
-        return None
+        found = sorted(f"{n}.{c}" for n, c in components)
+        raise BackendError(
+            "missing_channel",
+            f"{path} has no {names[0]}.{component} channel (found: {', '.join(found)}).",
+            f"Enable the {names[0]} pass in the view layer and {rerender[0].lower()}{rerender[1:]}",
+        )
 
-    vector = [find(("Vector",), c, required=False) for c in "XYZW"]
+    def finite(name: str, components: str, channels: list[np.ndarray]) -> list[np.ndarray]:
+        for component, values in zip(components, channels):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                y, x = (int(v) for v in np.argwhere(bad)[0])
+                raise BackendError(
+                    "non_finite_pass",
+                    f"{path} (frame {frame}): channel {name}.{component} has {int(bad.sum())} NaN or infinite "
+                    f"pixels (first at x={x}, y={y} from the top left).",
+                    rerender,
+                )
+        return channels
+
     return FramePasses(
-        depth=find(("Depth",), "Z"),
-        normal=np.stack([find(("Normal",), c) for c in "XYZ"], axis=-1),
+        depth=finite("Depth", "Z", [find(("Depth",), "Z")])[0],
+        normal=np.stack(finite("Normal", "XYZ", [find(("Normal",), c) for c in "XYZ"]), axis=-1),
         combined=np.stack([find(("Combined",), c) for c in "RGBA"], axis=-1),
-        vector=np.stack(vector, axis=-1) if all(v is not None for v in vector) else None,
-        object_index=find(OBJECT_INDEX_NAMES, "X", required=False),
+        vector=np.stack(finite("Vector", "XYZW", [find(("Vector",), c) for c in "XYZW"]), axis=-1),
+        object_index=find(OBJECT_INDEX_NAMES, "X"),
     )
 
 

@@ -57,6 +57,8 @@ class Shot:
     seed: int
     passes: str  # pattern relative to the shot dir, e.g. "passes/{frame:04d}.exr"
     roles: dict[int, str]
+    fragments: frozenset[int]  # IndexOB values of the fracture's fragments (16 and up)
+    moved: dict[int, frozenset[int]]  # frame -> fragments that count as debris in it
     cameras: dict[int, Camera]
     look: Look
     model: ModelSettings
@@ -113,7 +115,12 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
     cameras = {int(frame): _camera(cam) for frame, cam in data["camera"].items()}
     missing = [f for f in range(frame_start, frame_end + 1) if f not in cameras]
     if missing:
-        raise ValueError(f"no camera for frames {missing}")
+        raise BackendError(
+            "missing_camera",
+            f"{shot_dir / 'shot.json'} has no camera for frames {_ranges(missing)} (its \"camera\" table "
+            f"must hold every frame {frame_start}-{frame_end}).",
+            "Export the shot again from Blender (Rubble > Passes) so that every frame's camera is recorded.",
+        )
     preset = data["preset"]
     look, model = preset["look"], preset["model"]
     settings = model_settings(model)
@@ -126,6 +133,8 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         seed=int(data["seed"]),
         passes=str(data["passes"]),
         roles={int(k): str(v) for k, v in data.get("roles", {}).items()},
+        fragments=frozenset(int(k) for k in data.get("fragments", {})),
+        moved={int(f): frozenset(int(i) for i in ids) for f, ids in data.get("moved", {}).items()},
         cameras=cameras,
         look=Look(
             prompt=str(look["prompt"]),
@@ -136,6 +145,17 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         ),
         model=settings,
     )
+
+
+def _ranges(frames: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    spans = []
+    for f in frames:
+        if spans and f == spans[-1][1] + 1:
+            spans[-1][1] = f
+        else:
+            spans.append([f, f])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _camera(cam: dict) -> Camera:

@@ -193,3 +193,23 @@ def add_near_object(shot_dir: Path, frames, depth: float = 1.0) -> None:
             header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "Frame": str(frame)}
             parts.append(OpenEXR.Part(header, channels, part.name()))
         OpenEXR.File(parts).write(str(path))
+
+
+def rewrite_channels(path: Path, change) -> None:
+    """Rewrite one EXR in place: `change(channels)` edits the dict {"ViewLayer.Depth.Z": array, ...}."""
+    channels, names = {}, {}
+    for part in OpenEXR.File(str(path), separate_channels=True).parts:
+        for name, channel in part.channels.items():
+            channels[name] = np.array(channel.pixels)
+            names[name] = part.name()
+    change(channels)
+    frame = path.stem.lstrip("0") or "0"
+    parts = [
+        OpenEXR.Part(
+            {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "Frame": frame},  # one each
+            {n: channels[n] for n in names if names[n] == part},
+            part,
+        )
+        for part in dict.fromkeys(names.values())
+    ]
+    OpenEXR.File(parts).write(str(path))

@@ -1,0 +1,51 @@
+"""Optical flow and occlusion from Blender's Vector pass (docs/contract.md, "control/flow").
+
+The Vector pass is in pixels with y up: XY is the motion towards the previous frame, ZW is
+minus the motion towards the next frame (pinned by tests/addon/test_passes.py). In image
+coordinates (x right, y down) that makes forward flow (t -> t+1) = (-Z, +W) and backward
+flow (t -> t-1) = (X, -Y) (docs/design.md).
+"""
+
+import numpy as np
+
+# Forward-backward consistency (Sundaram, Brox and Keutzer, "Dense point trajectories by
+# GPU-accelerated large displacement optical flow", ECCV 2010, eq. 5): a pixel is occluded in
+# the next frame when |F(p) + B'(p + F(p))|^2 > ALPHA (|F|^2 + |B'|^2) + BETA, with their
+# ALPHA = 0.01 and BETA = 0.5 px^2. The Vector pass is exact where the surface stays visible,
+# so these loose bounds only ever fire where another surface lands on p + F(p).
+ALPHA = 0.01
+BETA = 0.5
+
+
+def forward(vector: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 pixels from frame t to t+1, x right, y down."""
+    return np.stack([-vector[..., 2], vector[..., 3]], axis=-1).astype(np.float32)
+
+
+def backward(vector: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 pixels from frame t to t-1, x right, y down."""
+    return np.stack([vector[..., 0], -vector[..., 1]], axis=-1).astype(np.float32)
+
+
+def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.ndarray:
+    """True where the pixel is not visible in the next frame.
+
+    A pixel whose forward flow leaves the image is occluded. `next_backward` is frame t+1's
+    backward flow, sampled at p + F(p) (nearest pixel: bilinear sampling would blend two
+    surfaces' motions at an edge). Cycles averages the Vector pass over the samples, so a pixel
+    on an object's edge carries a blend of both surfaces' motions and may fall either way.
+    With no next frame (the shot's last frame) only pixels leaving the image are marked.
+    """
+    height, width = forward_flow.shape[:2]
+    fx, fy = forward_flow[..., 0], forward_flow[..., 1]
+    x = np.rint(np.arange(width, dtype=np.float32)[None, :] + fx).astype(np.int64)
+    y = np.rint(np.arange(height, dtype=np.float32)[:, None] + fy).astype(np.int64)
+    outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
+    if next_backward is None:
+        return outside
+    at = np.clip(y, 0, height - 1) * width + np.clip(x, 0, width - 1)
+    bx = next_backward[..., 0].ravel()[at]
+    by = next_backward[..., 1].ravel()[at]
+    mismatch = (fx + bx) ** 2 + (fy + by) ** 2
+    bound = ALPHA * (fx * fx + fy * fy + bx * bx + by * by) + BETA
+    return outside | (mismatch > bound)
