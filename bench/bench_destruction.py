@@ -20,13 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "addon"))  # the hanging-bond experiment the tests use
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from addon.core.preset import load_preset  # noqa: E402
 from addon.scene.destruction import stage  # noqa: E402
-from addon.scene.destruction.physics import lock_generic  # noqa: E402
+from test_destruction_scene import hanging_bond_holds  # noqa: E402
 
 PRESET = REPO / "presets" / "default.toml"
 SIZES = ((2, 0.6), (6, 1.0), (6, 4.0))  # (storeys, cell_density_scale)
@@ -69,45 +70,12 @@ def bench(frames: int) -> None:
           f"simulation k = {slope(ns, [r[2] for r in rows]):.2f}")
 
 
-def _hang(kind: str, threshold: float, mass: float = 100.0, frames: int = 12) -> bool:
-    """True if a body hanging from a passive one by a `kind` bond is still attached."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    objs = []
-    for name, z in (("Top", 10.0), ("Hang", 9.0)):
-        mesh = bpy.data.meshes.new(name)
-        mesh.from_pydata([(x * .5, y * .5, w * .5) for x in (-1, 1) for y in (-1, 1) for w in (-1, 1)], [],
-                         [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
-        obj = bpy.data.objects.new(name, mesh)
-        obj.location.z = z
-        scene.collection.objects.link(obj)
-        obj.select_set(True)
-        objs.append(obj)
-    with bpy.context.temp_override(scene=scene):
-        bpy.ops.rigidbody.world_add()
-    bpy.context.view_layer.objects.active = objs[0]
-    bpy.ops.rigidbody.objects_add(type="ACTIVE")
-    objs[0].rigid_body.type = "PASSIVE"
-    objs[1].rigid_body.mass = mass
-    empty = bpy.data.objects.new("Bond", None)
-    empty.location.z = 9.5
-    scene.collection.objects.link(empty)
-    bpy.context.view_layer.objects.active = empty
-    bpy.ops.rigidbody.constraint_add(type=kind)
-    c = empty.rigid_body_constraint
-    c.object1, c.object2, c.use_breaking, c.breaking_threshold = objs[0], objs[1], True, threshold
-    lock_generic(c)
-    for frame in range(1, frames + 1):
-        scene.frame_set(frame)
-    return abs(objs[1].matrix_world.translation.z - 9.0) < 0.05
-
-
 def breaking_load_threshold(kind: str) -> float:
     """The smallest threshold that holds 100 kg, by bisection (N s per substep)."""
     lo, hi = 1e-3, 1e3
     for _ in range(30):
         mid = math.sqrt(lo * hi)
-        lo, hi = (lo, mid) if _hang(kind, mid) else (mid, hi)
+        lo, hi = (lo, mid) if hanging_bond_holds(kind, mid, 100.0) else (mid, hi)
     return hi
 
 
