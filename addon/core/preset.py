@@ -302,16 +302,21 @@ def load_preset(path: str | Path = DEFAULT_PRESET, check_local: bool = True) -> 
         raise PresetError(str(path), ["file not found; pass a .toml preset (presets/ has examples)"]) from None
     except IsADirectoryError:
         raise PresetError(str(path), ["is a folder; pass a .toml preset file"]) from None
+    return preset_from_bytes(raw, str(path), check_local)
+
+
+def preset_from_bytes(raw: bytes, source: str, check_local: bool = True) -> Preset:
+    """The preset in the bytes of a .toml file (what an import validates before it copies them)."""
     if len(raw) > checks.MAX_PRESET_BYTES:
-        raise PresetError(str(path), [f"larger than {checks.MAX_PRESET_BYTES // 1024} KiB; a preset is a few "
-                                      "kilobytes of TOML: is this the right file?"])
+        raise PresetError(source, [f"larger than {checks.MAX_PRESET_BYTES // 1024} KiB; a preset is a few "
+                                   "kilobytes of TOML: is this the right file?"])
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise PresetError(str(path), [f"not UTF-8 text ({exc.reason} at byte {exc.start}); a preset is TOML text"]) from None
+        raise PresetError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start}); a preset is TOML text"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise PresetError(str(path), [f"not valid TOML: {exc} (TOML is data: numbers, text in quotes, "
-                                      "true/false, [lists]; no expressions or calls)"]) from None
+        raise PresetError(source, [f"not valid TOML: {exc} (TOML is data: numbers, text in quotes, "
+                                   "true/false, [lists]; no expressions or calls)"]) from None
     except RecursionError:
-        raise PresetError(str(path), ["not valid TOML: nested too deeply"]) from None
-    return preset_from_dict(data, source=str(path), check_local=check_local)
+        raise PresetError(source, ["not valid TOML: nested too deeply"]) from None
+    return preset_from_dict(data, source=source, check_local=check_local)

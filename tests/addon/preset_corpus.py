@@ -164,9 +164,9 @@ def _text_cases() -> list[Case]:
         i = next(i for i, line in enumerate(lines) if line.startswith(line_start))
         lines[i] = new
         return "\n".join(lines) + "\n"
-    return [Case("text:steps=expression", "TOML", text=replace("steps =", "steps = 2 ** 8")),
-            Case("text:seed=call", "TOML", text=replace("seed =", f"seed = {CODE}")),
-            Case("text:frame_end=eval", "TOML", text=replace("frame_end =", 'frame_end = eval("48")')),
+    return [Case("text:steps=expression", "not valid TOML", text=replace("steps =", "steps = 2 ** 8")),
+            Case("text:seed=call", "not valid TOML", text=replace("seed =", f"seed = {CODE}")),
+            Case("text:frame_end=eval", "not valid TOML", text=replace("frame_end =", 'frame_end = eval("48")')),
             Case("text:frame_end=huge", "shot.frame_end", text=replace("frame_end =", "frame_end = 1000000000000")),
             Case("text:storey_height=nan", "building.storey_height_m",
                  text=replace("storey_height_m =", "storey_height_m = nan")),
