@@ -42,7 +42,7 @@ class Entry:
     path: Path
     shipped: bool
     title: str             # the preset's own `name`, or "" when it does not load
-    problem: str = ""      # why it does not load ("" when it does)
+    problem: str = ""      # why it does not load, each bad key ("" when it loads)
 
     @property
     def key(self) -> str:
@@ -81,6 +81,28 @@ def write_preset(preset: Preset, path: Path, title: str | None = None) -> Path:
     return Path(path)
 
 
+def export_file(source: Path, destination: Path) -> Path:
+    """A valid preset file copied, as it is, to `destination` (`.toml` added when missing)."""
+    destination = Path(destination)
+    if destination.suffix.lower() != SUFFIX:
+        destination = destination.with_name(destination.name + SUFFIX)
+    if destination.is_dir():
+        raise LibraryError(f"{destination} is a folder; choose a file name ending in {SUFFIX}")
+    raw = _validated_bytes(Path(source))
+    write_text_atomic(destination, raw.decode("utf-8").replace("\r\n", "\n"))
+    return destination
+
+
+def _validated_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:  # no further than the size limit: a preset is small
+            raw = handle.read(MAX_PRESET_BYTES + 1)
+    except OSError as exc:
+        raise LibraryError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    preset_from_bytes(raw, str(path))  # raises PresetError naming each bad key
+    return raw
+
+
 class PresetLibrary:
     def __init__(self, user_dir: Path, shipped_dir: Path = SHIPPED_DIR):
         self.user_dir = Path(user_dir)
@@ -108,7 +130,7 @@ class PresetLibrary:
             try:
                 cached = (stamp, load_preset(path).name, "")
             except PresetError as exc:
-                cached = (stamp, "", str(exc))
+                cached = (stamp, "", "; ".join(exc.problems))
             self._titles[path] = cached
         return cached[1], cached[2]
 
@@ -118,6 +140,11 @@ class PresetLibrary:
                 return entry
         known = ", ".join(e.key for e in self.entries())
         raise LibraryError(f"no preset {key!r} in the library (known: {known})")
+
+    def entry_for(self, path: Path) -> Entry | None:
+        """The library's entry for a preset file, or None when the file is elsewhere."""
+        path = Path(path).resolve()
+        return next((e for e in self.entries() if e.path.resolve() == path), None)
 
     def load(self, key: str) -> Preset:
         return load_preset(self.find(key).path)
@@ -143,7 +170,7 @@ class PresetLibrary:
     def duplicate(self, key: str, name: str) -> Entry:
         """A user copy of a preset, text and comments as they are."""
         source = self.find(key)
-        raw = self._validated_bytes(source.path)
+        raw = _validated_bytes(source.path)
         path = self._target(name, overwrite=False)
         write_text_atomic(path, raw.decode("utf-8").replace("\r\n", "\n"))
         return self._entry(path)
@@ -154,31 +181,14 @@ class PresetLibrary:
         source = Path(source)
         if source.suffix.lower() != SUFFIX:
             raise LibraryError(f"{source} is not a .toml preset")
-        raw = self._validated_bytes(source)
+        raw = _validated_bytes(source)
         path = self._target(name or source.stem, overwrite)
         write_text_atomic(path, raw.decode("utf-8").replace("\r\n", "\n"))
         return self._entry(path)
 
     def export(self, key: str, destination: Path) -> Path:
         """A preset of the library as a single .toml file to share, copied as it is."""
-        destination = Path(destination)
-        if destination.suffix.lower() != SUFFIX:
-            destination = destination.with_name(destination.name + SUFFIX)
-        if destination.is_dir():
-            raise LibraryError(f"{destination} is a folder; choose a file name ending in {SUFFIX}")
-        raw = self._validated_bytes(self.find(key).path)
-        write_text_atomic(destination, raw.decode("utf-8").replace("\r\n", "\n"))
-        return destination
-
-    @staticmethod
-    def _validated_bytes(path: Path) -> bytes:
-        try:
-            with path.open("rb") as handle:  # no further than the size limit: a preset is small
-                raw = handle.read(MAX_PRESET_BYTES + 1)
-        except OSError as exc:
-            raise LibraryError(f"{path} cannot be read: {exc.strerror or exc}") from None
-        preset_from_bytes(raw, str(path))  # raises PresetError naming each bad key
-        return raw
+        return export_file(self.find(key).path, destination)
 
     def _entry(self, path: Path) -> Entry:
         return next(e for e in self._folder(self.user_dir, False) if e.path == path)
