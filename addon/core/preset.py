@@ -186,9 +186,6 @@ def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]
         return None
     if isinstance(value, str):
         return _check_text(key, value, meta, problems, check_local)
-    if isinstance(value, int) and abs(value) > 2**63 - 1:  # pragma: no cover - tomllib refuses these already
-        problems.append(f"{key}: {value} does not fit in 64 bits")
-        return None
     before = len(problems)
     if meta.get("min") is not None and value < meta["min"]:
         problems.append(f"{key}: {value} is below the minimum {meta['min']}")
@@ -279,7 +276,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
     built = {key: _build_section(cls, key, data.get(key, {}), problems, check_local) for key, cls in _SECTIONS.items()}
     materials = destruction.parse_materials(data.get("materials"), problems)
     triggers = destruction_triggers.parse(data.get("triggers"), problems)
-    preset = Preset(name=name or "Unnamed", materials=materials, triggers=triggers, **built)
+    preset = Preset(name=name if name is not None else "Unnamed", materials=materials, triggers=triggers, **built)
     if not problems:  # rules across keys, once every key is right on its own
         shot_problem = _shot_range_problem(preset.shot)
         if shot_problem:

@@ -58,6 +58,17 @@ def test_every_bad_preset_gets_one_message_naming_its_key_and_what_it_expects():
     assert not wrong, f"{len(wrong)} of {len(CASES)} cases:\n" + "\n".join(wrong[:40])
 
 
+def test_every_number_has_a_range_and_every_string_a_limit():
+    """What makes a huge, tiny or over-long value impossible to miss, for keys added later too."""
+    import dataclasses
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.type in ("int", "float", "tuple[int, int]"):
+                assert None not in (f.metadata.get("min"), f.metadata.get("max")), f"{section}.{f.name} has no range"
+            elif f.type == "str":
+                assert len(f.default) <= f.metadata.get("max_length", checks.MAX_STRING), f"{section}.{f.name}"
+
+
 @pytest.mark.parametrize("value, says", [
     ("../../../../etc/passwd", "is a path with '..' in it"),
     ("/etc", "is a folder without a model in it"),
