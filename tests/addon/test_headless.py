@@ -36,6 +36,10 @@ assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_de
                                                 enable_on_install=True) == {"FINISHED"}
 execute, handle = noted["rubble"]
 print("REGISTERED", execute.__module__, type(handle).__name__, flush=True)
+# (While it is installed: Save As puts a user preset in the extension's user folder.)
+assert bpy.ops.rubble.preset_load(key="shipped:default") == {"FINISHED"}
+assert bpy.ops.rubble.preset_save_as(name="farm look") == {"FINISHED"}
+print("SAVED", bpy.context.scene.rubble.preset_path, flush=True)
 
 def blender_runs(*argv):
     # bpy_cli_command_exec (source/blender/python/intern/bpy_cli_command.cc)
@@ -88,6 +92,8 @@ def test_every_stage_runs_through_the_registered_cli_command(built_zip, tmp_path
                             env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin"})
     out, err = result.stdout, result.stderr
     assert "REGISTERED bl_ext.user_default.rubble.addon PyCapsule" in out, out[-3000:] + err[-3000:]
+    user_presets = tmp_path / "user" / "extensions" / ".user" / "user_default" / "rubble" / "presets"
+    assert f"SAVED {user_presets / 'farm look.toml'}" in out and (user_presets / "farm look.toml").is_file()
     exits = dict(re.findall(r"^EXIT (\S+) (.+)$", out, flags=re.M))
     assert exits == {"help": "0", "passes-help": "0", "bake-frames": "2", "check-bad": "1", "bake": "0",
                      "passes": "0", "generate": "1"}, out[-3000:] + err[-3000:]

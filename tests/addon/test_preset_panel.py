@@ -48,8 +48,9 @@ def test_pick_edit_save_duplicate_export_import(user_presets, tmp_path):
     saved = user_presets / "Night quake.toml"
     assert Path(scene.rubble.preset_path) == saved.resolve()
     assert load_preset(saved).look.prompt == "night, rain, sodium street lights" and load_preset(saved).shot.seed == 7
-    keys = [item[0] for item in presets._preset_items(None, context)]
-    assert "shipped:default" in keys and "user:Night quake" in keys
+    items = presets._preset_items(None, context)
+    assert {"shipped:default", "user:Night quake"} <= {item[0] for item in items}
+    assert {item[3] for item in items} <= ICONS and len({item[4] for item in items}) == len(items)
 
     # Export: unchanged, the file as it is; edited, what the panel shows.
     assert bpy.ops.rubble.preset_export(filepath=str(tmp_path / "out" / "as is")) == {"FINISHED"}
@@ -90,8 +91,12 @@ def test_generate_final_runs_with_the_edited_look_and_refuses_a_bad_edit(user_pr
     assert not (tmp_path / "shot").exists()
 
 
+ICONS = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
+
+
 class _Layout:
-    """Stands in for a UILayout: checks that each property and operator drawn exists."""
+    """Stands in for a UILayout (there is none without a window): checks that each property,
+    operator and icon drawn exists in this Blender."""
 
     def __init__(self):
         self.drawn = []
@@ -101,20 +106,21 @@ class _Layout:
 
     column = row
 
-    def prop(self, data, name, **_):
-        assert name in data.bl_rna.properties, name
+    def prop(self, data, name, icon="NONE", **_):
+        assert name in data.bl_rna.properties and icon in ICONS, (name, icon)
         self.drawn.append(name)
 
-    def operator(self, idname, **_):
+    def operator(self, idname, icon="NONE", **_):
         module, name = idname.split(".")
-        assert name in dir(getattr(bpy.ops, module)), idname
+        assert name in dir(getattr(bpy.ops, module)) and icon in ICONS, (idname, icon)
         self.drawn.append(idname)
 
-    def operator_menu_enum(self, idname, prop, **_):
-        self.operator(idname)
+    def operator_menu_enum(self, idname, prop, **kwargs):
+        self.operator(idname, **kwargs)
         assert prop in getattr(bpy.ops.rubble, idname.split(".")[1]).get_rna_type().properties
 
-    def label(self, text="", **_):
+    def label(self, text="", icon="NONE", **_):
+        assert icon in ICONS, icon
         self.drawn.append(f"label:{text}")
 
 
