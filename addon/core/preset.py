@@ -153,8 +153,9 @@ class PresetError(ValueError):
         super().__init__(f"Invalid preset {source}:\n{lines}\nFix these keys (see presets/default.toml for a complete example).")
 
 
-_TYPE_WORDS = {int: "int (a whole number)", float: "float (a number)", str: "str (text in quotes)"}
-_TYPES = {"int": int, "float": float, "str": str}
+_TYPE_WORDS = {int: "int (a whole number)", float: "float (a number)", str: "str (text in quotes)",
+               bool: "bool (true or false)"}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str], check_local: bool = True) -> Any:
@@ -175,6 +176,10 @@ def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]
         value = float(value) if ok else value
     elif typ is str:
         ok = isinstance(value, str)
+    elif typ is bool:
+        ok = isinstance(value, bool)  # TOML true/false; 1 or "yes" are refused, not guessed
+        if ok:
+            return value
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported preset field type {typ!r}")
     if not ok:

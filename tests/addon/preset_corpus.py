@@ -57,9 +57,10 @@ def _field_cases(section: str, cls) -> list[Case]:
         key = f"{section}.{f.name}"
         value = defaults.get(f.name, f.default)
         meta = f.metadata
-        if isinstance(value, bool):  # pragma: no cover - no bool keys yet
-            continue
-        if isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            cases += [Case(f"{key}=int", key, _with(section, f.name, 1)),
+                      Case(f"{key}=str", key, _with(section, f.name, "true"))]
+        elif isinstance(value, (int, float)):
             cases += [Case(f"{key}=str", key, _with(section, f.name, "12")),
                       Case(f"{key}=bool", key, _with(section, f.name, True)),
                       Case(f"{key}=code", key, _with(section, f.name, CODE))]

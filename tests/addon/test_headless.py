@@ -117,7 +117,7 @@ def test_run_rubble_py_hands_its_exit_code_to_blender(tmp_path):
     """`blender -b --python run_rubble.py -- ...`: Blender runs the file with sys.argv holding
     its own arguments, then `--`, then ours; only sys.exit sets Blender's exit code."""
     bad = tmp_path / "bad.toml"
-    bad.write_text(corpus.DEFAULT_TEXT.replace('controlnet = "lllyasviel', 'controlnet = "/etc/../lllyasviel'))
+    bad.write_text(corpus.DEFAULT_TEXT.replace('base = "stable-diffusion', 'base = "/etc/../stable-diffusion'))
     as_blender = ("import runpy, sys; sys.argv = ['blender', '-b', '--python', sys.argv[1], '--'] + sys.argv[2:]; "
                   "runpy.run_path(sys.argv[3], run_name='__main__')")
     errors = {}
@@ -126,6 +126,6 @@ def test_run_rubble_py_hands_its_exit_code_to_blender(tmp_path):
                                 capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert result.returncode == code, (argv, result.stderr[-2000:])
         errors[argv[0] + str(code)] = result.stderr
-    assert "model.controlnet: '/etc/../lllyasviel/control_v11f1p_sd15_depth' is a path with '..'" in errors["check-preset1"]
+    assert "model.base: '/etc/../stable-diffusion-v1-5/stable-diffusion-v1-5' is a path with '..'" in errors["check-preset1"]
     assert "'3-1': the last frame is before the first" in errors["passes2"]
     assert not (tmp_path / "shot").exists()

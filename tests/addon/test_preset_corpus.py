@@ -22,13 +22,14 @@ from conftest import REPO
 CASES = corpus.cases()
 # What each kind of mutation must be told: the expected type, the range, the limit or the fix.
 # (The destruction sections say "expected an integer", "is outside the allowed range [lo, hi]".)
-_TYPE = r"expected (int \(a whole number\)|float \(a number\)|an integer|a number|\[width, height\]|a list of)"
+_TYPE = (r"expected (int \(a whole number\)|float \(a number\)|bool \(true or false\)|an integer|a number"
+         r"|\[width, height\]|a list of)")
 _NON_FINITE = r"(is not a finite number \(expected a float from \S+ to \S+\)|must be finite|outside the allowed range)"
 _HIGH = r"(is above the maximum|is outside the allowed range \[\S+, \S+\])"
 SAYS = {"str": _TYPE, "bool": _TYPE + r".*got (the boolean true|\[+True)", "code": _TYPE + "|is not one of",
         "float": _TYPE, "nan": _NON_FINITE + "|" + _TYPE, "inf": _NON_FINITE, "-inf": _NON_FINITE,
         "below": r"is below the minimum", "above": _HIGH, "huge": _HIGH,
-        "int": r"expected str \(text in quotes\)", "long": r"is longer than the limit of \d+ characters",
+        "int": r"expected (str \(text in quotes\)|bool \(true or false\))", "long": r"is longer than the limit of \d+ characters",
         "choice": r"is not one of", "typo": r"unknown (key|section or key); did you mean '\w+'\?",
         "3": r"expected \[width, height\]"}
 
@@ -90,11 +91,11 @@ def test_hub_ids_and_local_model_folders_are_accepted(tmp_path):
     assert "without a model" in model_ids.model_id_problem(str(folder))
     (folder / "config.json").write_text("{}")
     data = corpus.default_data()
-    data["model"]["controlnet"] = str(folder)
-    assert preset_from_dict(data).model.controlnet == str(folder)
+    data["model"]["motion_adapter"] = str(folder)
+    assert preset_from_dict(data).model.motion_adapter == str(folder)
     # A shot's own preset read back where the folder is absent (a farm node): the form is checked, not the folder.
-    data["model"]["controlnet"] = str(tmp_path / "elsewhere")
-    assert preset_from_dict(data, check_local=False).model.controlnet == str(tmp_path / "elsewhere")
+    data["model"]["motion_adapter"] = str(tmp_path / "elsewhere")
+    assert preset_from_dict(data, check_local=False).model.motion_adapter == str(tmp_path / "elsewhere")
     with pytest.raises(PresetError, match="not an existing folder"):
         preset_from_dict(data)
 
