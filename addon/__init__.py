@@ -1,12 +1,13 @@
 """Rubble, the Blender side. Registers the preferences, the panel, the Generate Final
-operator and the `rubble` command-line command (`blender -c rubble ...`)."""
+operator and the `rubble` command-line command (`blender -b -c rubble <stage> SHOT`)."""
 from . import ui
 
 _cli_handle = None
 
 
-def _cli(argv):
-    from .cli import main
+def _cli(argv: list[str]) -> int:
+    """What `blender -c rubble ARGS` calls with ARGS; its int is Blender's exit code."""
+    from .cli import main  # late: pipeline imports the scene modules, which the UI alone does not need
     return main(argv)
 
 
@@ -14,8 +15,7 @@ def register():
     global _cli_handle
     ui.register()
     import bpy
-    if hasattr(bpy.utils, "register_cli_command"):
-        _cli_handle = bpy.utils.register_cli_command("rubble", _cli)
+    _cli_handle = bpy.utils.register_cli_command("rubble", _cli)  # Blender 4.2+, the manifest's minimum
 
 
 def unregister():

@@ -1,17 +1,24 @@
 """Headless entry point: the same stages as Generate Final, for `blender -b` and farms.
 
-    blender -b --python run_rubble.py -- shot build/demo --preset presets/default.toml
-    .venv-blender/bin/python -m addon.cli shot build/demo        (the bpy wheel)
-    blender -b -c rubble shot build/demo                           (extension installed)
+    blender -b -c rubble passes SHOT --frames 1-12                 (extension installed and enabled)
+    blender -b --python run_rubble.py -- passes SHOT --frames 1-12 (only on disk)
+    .venv-blender/bin/python -m addon.cli shot build/demo          (the bpy wheel)
+
+`shot` runs every stage that is missing; `<stage> SHOT` runs one (build, trigger and bake make
+the scene together and skip when it is fresh). Progress goes to stderr as plain lines, one per
+step, for farm logs. Exit codes: 0 done, 1 refused or failed (the message says why), 2 a
+command-line mistake, 130 cancelled or interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import pipeline
+from .core import VERSION
 from .core.backend import BackendError
 from .core.preset import DEFAULT_PRESET, Preset, PresetError, load_preset, preset_from_dict
 from .core.shot_manifest import ShotManifestError, read_manifest
@@ -29,28 +36,52 @@ def parse_frames(text: str) -> tuple[int, int]:
     return result
 
 
+STAGE_HELP = {
+    "build": "make the scene: building, fracture, bonds (with trigger and bake: they run together)",
+    "trigger": "add the triggers to the scene (with build and bake)",
+    "bake": "bake the simulation into shot.blend (with build and trigger)",
+    "passes": "render the EXR passes, all frames or a farm chunk (--frames)",
+    "generate": "run the backend: control maps, then the generated frames",
+    "composite": "lay the frames out in the sequencer and render final.mp4",
+}
+
+
+def _shot_arguments(parser: argparse.ArgumentParser, frames: bool) -> None:
+    parser.add_argument("shot_dir", type=Path)
+    parser.add_argument("--preset", type=Path,
+                        help=f"preset TOML (default: the existing shot's own preset from shot.json, else {DEFAULT_PRESET})")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="replace an existing shot whose shot/building/trigger differ from --preset")
+    if frames:
+        parser.add_argument("--frames", type=parse_frames, help="render passes only for this chunk, e.g. 1-12")
+    parser.add_argument("--backend-python", default="", help="the backend's interpreter (else $RUBBLE_BACKEND_PYTHON)")
+    parser.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's model.weights")
+    parser.add_argument("--tiny-model", type=Path, help="where the tiny smoke-test model lives (built if absent)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rubble", description="Rubble: destruction shots, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
     shot = sub.add_parser("shot", help="run the pipeline stages for one shot directory")
-    shot.add_argument("shot_dir", type=Path)
-    shot.add_argument("--preset", type=Path,
-                      help=f"preset TOML (default: the existing shot's own preset from shot.json, else {DEFAULT_PRESET})")
-    shot.add_argument("--rebuild", action="store_true",
-                      help="replace an existing shot whose shot/building/trigger differ from --preset")
+    _shot_arguments(shot, frames=True)
     shot.add_argument("--stages", default=",".join(pipeline.STAGES),
                       help="comma-separated subset of: %(default)s (scene stages always run, and skip when fresh)")
-    shot.add_argument("--frames", type=parse_frames, help="render passes only for this chunk, e.g. 1-12")
-    shot.add_argument("--backend-python", default="", help="the backend's interpreter (else $RUBBLE_BACKEND_PYTHON)")
-    shot.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's model.weights")
-    shot.add_argument("--tiny-model", type=Path, help="where the tiny smoke-test model lives (built if absent)")
+    for stage in pipeline.STAGES:
+        one = sub.add_parser(stage, help=STAGE_HELP[stage], description=f"Rubble {stage}: {STAGE_HELP[stage]}.")
+        _shot_arguments(one, frames=stage == "passes")
+        one.set_defaults(stages=stage, frames=None)
     check = sub.add_parser("check-preset", help="validate a preset file and exit")
     check.add_argument("preset", type=Path)
     return parser
 
 
+_started = time.perf_counter()
+
+
 def _log(message: str) -> None:
-    print(f"[rubble] {message}", file=sys.stderr, flush=True)
+    """One plain line per step, with the seconds since the command started: a farm log reads
+    top to bottom (no progress bars, no carriage returns)."""
+    print(f"[rubble {time.perf_counter() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def resolve_preset(shot_dir: Path, preset_path: Path | None, rebuild: bool) -> Preset:
@@ -64,7 +95,10 @@ def resolve_preset(shot_dir: Path, preset_path: Path | None, rebuild: bool) -> P
         manifest = read_manifest(shot_dir)
     except ShotManifestError as exc:  # another Rubble's shot: refused, never overwritten
         raise pipeline.StageError(str(exc)) from None
-    stored = preset_from_dict(manifest.get("preset", {}), source=f"{shot_dir / 'shot.json'} [preset]")
+    # check_local=False: the shot's local model folders need exist only where generate runs, not on
+    # every farm node that renders its passes.
+    stored = preset_from_dict(manifest.get("preset", {}), source=f"{shot_dir / 'shot.json'} [preset]",
+                              check_local=False)
     if preset_path is None:
         return stored
     preset = load_preset(preset_path)
@@ -80,6 +114,8 @@ def resolve_preset(shot_dir: Path, preset_path: Path | None, rebuild: bool) -> P
 def run_shot(args) -> int:
     import bpy
     bpy.context.preferences.filepaths.save_version = 0  # no shot.blend1 backups in a shot directory
+    frames = f" frames {args.frames[0]}-{args.frames[1]}" if args.frames else ""
+    _log(f"{args.command} {args.shot_dir}{frames} (Rubble {VERSION}, Blender {bpy.app.version_string})")
     preset = resolve_preset(args.shot_dir, args.preset, args.rebuild)
     job = pipeline.ShotJob(shot_dir=args.shot_dir, preset=preset,
                            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
@@ -101,7 +137,14 @@ def run_shot(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    """Run one command; the exit code says how it ended (never raises, so `blender -c`,
+    `--python` and `python -m` all end with the same code)."""
+    global _started
+    _started = time.perf_counter()
+    try:
+        args = make_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a command-line mistake (2); argparse printed why
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "check-preset":
             preset = load_preset(args.preset)
@@ -111,10 +154,25 @@ def main(argv: list[str] | None = None) -> int:
     except pipeline.Cancelled as exc:
         _log(f"cancelled: {exc}")
         return 130
+    except KeyboardInterrupt:
+        _log("interrupted; finished work was kept and the next run resumes from it")
+        return 130
     # Typed errors carry what to do next; anything else is a bug and keeps its traceback.
     except (PresetError, BackendError, pipeline.StageError) as exc:
         _log(f"error: {exc}")
         return 1
+    except Exception:
+        traceback.print_exc()
+        _log("error: Rubble stopped on an unexpected error (the traceback is above); please report it")
+        return 1
+
+
+def blender_main() -> None:
+    """`blender -b --python run_rubble.py -- <command> ...`: the arguments after `--`, and the
+    exit code handed to Blender (sys.exit ends Blender with it; a script that returns would
+    let Blender exit 0 whatever happened)."""
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    sys.exit(main(argv))
 
 
 if __name__ == "__main__":

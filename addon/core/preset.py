@@ -2,7 +2,10 @@
 
 A preset file holds sections (`[shot]`, `[building]`, ...) whose keys map one to one
 onto the frozen dataclasses below. Validation reports every problem at once, each
-with its dotted key, so a shared preset can be fixed in one go.
+with its dotted key and the type or range it expects, so a shared preset can be fixed
+in one go. A preset is shared data: nothing in it is ever evaluated (tomllib parses
+TOML, which has no expressions), every string has a length limit, every number a
+range, and a model id is a hub id or a local model folder (core/model_ids.py).
 """
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import checks, model_ids
+from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
 
 SCHEMA = "rubble.preset/1"
+# Every schema this Rubble reads (a migration from an older one adds it here).
+KNOWN_SCHEMAS = (SCHEMA,)
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
 
 
@@ -29,8 +36,8 @@ def _range(lo=None, hi=None, **extra):
 
 @dataclass(frozen=True)
 class ShotSettings:
-    frame_start: int = field(default=1, metadata=_range(0))
-    frame_end: int = field(default=24, metadata=_range(0))
+    frame_start: int = field(default=1, metadata=_range(0, MAX_FRAME, max_why="Blender's last frame"))
+    frame_end: int = field(default=24, metadata=_range(0, MAX_FRAME, max_why="Blender's last frame"))
     fps: int = field(default=24, metadata=_range(1, 240))
     # H.264 with 4:2:0 chroma (final.mp4) needs an even width and height: refuse odd sizes
     # here, not in the encoder after generation was paid for.
@@ -68,23 +75,30 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class LookSettings:
-    prompt: str = "photo of a concrete building collapsing, dust, debris, film still"
-    negative_prompt: str = "cartoon, render, low quality, blurry"
+    prompt: str = field(default="photo of a concrete building collapsing, dust, debris, film still",
+                        metadata={"max_length": checks.MAX_PROMPT})
+    negative_prompt: str = field(default="cartoon, render, low quality, blurry",
+                                 metadata={"max_length": checks.MAX_PROMPT})
     steps: int = field(default=20, metadata=_range(1, 200))
     guidance_scale: float = field(default=7.5, metadata=_range(0.0, 30.0))
     controlnet_scale: float = field(default=1.0, metadata=_range(0.0, 2.0))
+
+
+_MODEL_ID = {"kind": "model_id", "max_length": model_ids.PATH_MAX}
+_REVISION = {"kind": "revision", "max_length": model_ids.REVISION_MAX}
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     family: str = field(default="animatediff-controlnet", metadata={"choices": ("animatediff-controlnet",)})
     weights: str = field(default="auto", metadata={"choices": ("auto", "pretrained", "tiny")})
-    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    base_revision: str = "main"
-    motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-3"
-    motion_adapter_revision: str = "main"
-    controlnet: str = "lllyasviel/control_v11f1p_sd15_depth"
-    controlnet_revision: str = "main"
+    # Hub ids (owner/name) or absolute paths of local model folders (core/model_ids.py).
+    base: str = field(default="stable-diffusion-v1-5/stable-diffusion-v1-5", metadata=_MODEL_ID)
+    base_revision: str = field(default="main", metadata=_REVISION)
+    motion_adapter: str = field(default="guoyww/animatediff-motion-adapter-v1-5-3", metadata=_MODEL_ID)
+    motion_adapter_revision: str = field(default="main", metadata=_REVISION)
+    controlnet: str = field(default="lllyasviel/control_v11f1p_sd15_depth", metadata=_MODEL_ID)
+    controlnet_revision: str = field(default="main", metadata=_REVISION)
     # SD1.5's VAE downsamples by 8, so the generation size must be a multiple of 8.
     width: int = field(default=512, metadata=_range(64, 2048, multiple_of=8))
     height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
@@ -139,104 +153,172 @@ class PresetError(ValueError):
         super().__init__(f"Invalid preset {source}:\n{lines}\nFix these keys (see presets/default.toml for a complete example).")
 
 
-def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]) -> Any:
-    if typ in ("int", int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif typ in ("float", float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif typ in ("str", str):
-        ok = isinstance(value, str)
-    elif typ == "tuple[int, int]":
+_TYPE_WORDS = {int: "int (a whole number)", float: "float (a number)", str: "str (text in quotes)",
+               bool: "bool (true or false)"}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str], check_local: bool = True) -> Any:
+    """`value` checked against its field's type and metadata, or None with the problem added."""
+    typ = _TYPES.get(typ, typ)
+    if typ == "tuple[int, int]":
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
         if not ok:
-            problems.append(f"{key}: expected [width, height] as two integers, got {value!r}")
+            problems.append(f"{key}: expected [width, height] as two int (whole numbers), got {shown(value)}")
             return None
-        for v in value:
-            _check_value(key, v, int, meta, problems)
-        return tuple(value)
+        checked = [_check_value(key, v, int, meta, problems) for v in value]
+        return tuple(checked) if None not in checked else None
+    if typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)  # TOML true is not 1 here
+    elif typ is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif typ is str:
+        ok = isinstance(value, str)
+    elif typ is bool:
+        ok = isinstance(value, bool)  # TOML true/false; 1 or "yes" are refused, not guessed
+        if ok:
+            return value
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported preset field type {typ!r}")
     if not ok:
-        problems.append(f"{key}: expected {getattr(typ, '__name__', typ)}, got {type(value).__name__} {value!r}")
+        problems.append(f"{key}: expected {_TYPE_WORDS[typ]}, got {described(value)}")
         return None
     if isinstance(value, float) and not math.isfinite(value):  # TOML has nan and inf; no range check sees them
-        problems.append(f"{key}: {value} is not a finite number")
+        problems.append(f"{key}: {value} is not a finite number (expected a float from {meta.get('min')} "
+                        f"to {meta.get('max')})")
         return None
-    if "choices" in meta and value not in meta["choices"]:
-        problems.append(f"{key}: {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+    if isinstance(value, str):
+        return _check_text(key, value, meta, problems, check_local)
+    before = len(problems)
     if meta.get("min") is not None and value < meta["min"]:
         problems.append(f"{key}: {value} is below the minimum {meta['min']}")
     if meta.get("max") is not None and value > meta["max"]:
-        problems.append(f"{key}: {value} is above the maximum {meta['max']}")
-    if meta.get("multiple_of") and value % meta["multiple_of"]:
+        why = f" ({meta['max_why']})" if meta.get("max_why") else ""
+        problems.append(f"{key}: {value} is above the maximum {meta['max']}{why}")
+    if len(problems) == before and meta.get("multiple_of") and value % meta["multiple_of"]:
         why = f" ({meta['why']})" if meta.get("why") else ""
         problems.append(f"{key}: {value} must be a multiple of {meta['multiple_of']}{why}")
+    return value if len(problems) == before else None
+
+
+def _check_text(key: str, value: str, meta: dict, problems: list[str], check_local: bool) -> str | None:
+    limit = meta.get("max_length", checks.MAX_STRING)
+    if len(value) > limit:
+        problems.append(f"{key}: {shown(value)} is longer than the limit of {limit} characters")
+        return None
+    if "choices" in meta and value not in meta["choices"]:
+        problems.append(f"{key}: {shown(value)} is not one of {', '.join(map(repr, meta['choices']))}")
+        return None
+    kind = meta.get("kind")
+    reason = (model_ids.model_id_problem(value, check_local) if kind == "model_id"
+              else model_ids.revision_problem(value) if kind == "revision" else None)
+    if reason:
+        problems.append(f"{key}: {shown(value)} {reason}")
+        return None
     return value
 
 
-def _build_section(cls, name: str, data: Any, problems: list[str]):
+def _build_section(cls, name: str, data: Any, problems: list[str], check_local: bool = True):
     if not isinstance(data, dict):
-        problems.append(f"{name}: expected a table [{name}], got {type(data).__name__}")
+        problems.append(f"{name}: expected a table [{name}], got {described(data)}")
         return cls()
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            problems.append(f"{name}.{key}: unknown key (known: {', '.join(known)})")
+            problems.append(checks.unknown(f"{name}.{key}", "key", known))
     values = {}
     for key, f in known.items():
         if key in data:
-            checked = _check_value(f"{name}.{key}", data[key], f.type, f.metadata, problems)
+            checked = _check_value(f"{name}.{key}", data[key], f.type, f.metadata, problems, check_local)
             if checked is not None:
                 values[key] = checked
     return cls(**values)
 
 
-def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
-    problems: list[str] = []
-    schema = data.get("schema")
+def _schema_problem(schema: Any) -> str | None:
+    known = ", ".join(map(repr, KNOWN_SCHEMAS))
     if schema is None:
-        problems.append(f"schema: missing; add `schema = \"{SCHEMA}\"` at the top")
-    elif not isinstance(schema, str) or schema.rsplit("/", 1)[0] != SCHEMA.rsplit("/", 1)[0]:
-        problems.append(f"schema: {schema!r} is not a Rubble preset schema (expected {SCHEMA!r})")
-    elif schema != SCHEMA:
-        problems.append(f"schema: version {schema!r} is not supported by this Rubble "
-                        f"(it reads {SCHEMA!r}); update Rubble or re-save the preset")
+        return f"schema: missing; add `schema = \"{SCHEMA}\"` at the top (this Rubble reads {known})"
+    if not isinstance(schema, str):
+        return f"schema: expected str (text in quotes) such as {SCHEMA!r}, got {described(schema)}"
+    if schema in KNOWN_SCHEMAS:
+        return None
+    if schema.rsplit("/", 1)[0] == SCHEMA.rsplit("/", 1)[0]:
+        return (f"schema: version {shown(schema)} is not supported by this Rubble (it reads {known}); update "
+                "Rubble, or save the preset again from the Rubble that made it")
+    return f"schema: {shown(schema)} is not a Rubble preset schema (this Rubble reads {known})"
 
+
+def _shot_range_problem(shot: ShotSettings) -> str | None:
+    if shot.frame_end < shot.frame_start:
+        return f"shot.frame_end: {shot.frame_end} is before shot.frame_start {shot.frame_start}"
+    count = shot.frame_end - shot.frame_start + 1
+    if count > checks.MAX_SHOT_FRAMES:
+        return (f"shot.frame_end: frames {shot.frame_start}-{shot.frame_end} make a shot of {count} frames, beyond "
+                f"the sane maximum of {checks.MAX_SHOT_FRAMES} frames for one shot (about 7 minutes at 24 fps); "
+                "split longer work into several shots")
+    return None
+
+
+def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: bool = True) -> Preset:
+    """The preset `data` describes, or PresetError listing every problem. `check_local=False`
+    checks the form of local model paths only, not that their folders exist here (a shot's
+    own preset read back on a farm node that never loads the model)."""
+    schema_problem = _schema_problem(data.get("schema"))
+    if schema_problem:  # another schema's keys would only add noise to the one message that matters
+        raise PresetError(source, [schema_problem])
+    problems: list[str] = []
+    top_level = ("schema", "name", "materials", "triggers", *_SECTIONS)
     for key in data:
         if key == "trigger":
             problems.append("trigger: the single [trigger] table was replaced by a list; write each trigger as "
                             "[[triggers]] with kind and frame (presets/default.toml has examples)")
-        elif key not in _SECTIONS and key not in ("schema", "name", "materials", "triggers"):
-            problems.append(f"{key}: unknown section or key (known: name, materials, triggers, {', '.join(_SECTIONS)})")
-    name = data.get("name", "Unnamed")
-    if not isinstance(name, str):
-        problems.append(f"name: expected a string, got {name!r}")
-        name = "Unnamed"
-    built = {key: _build_section(cls, key, data.get(key, {}), problems) for key, cls in _SECTIONS.items()}
+        elif key not in top_level:
+            problems.append(checks.unknown(key, "section or key", top_level))
+    name = _check_value("name", data.get("name", "Unnamed"), str, {"max_length": checks.MAX_NAME}, problems)
+    built = {key: _build_section(cls, key, data.get(key, {}), problems, check_local) for key, cls in _SECTIONS.items()}
     materials = destruction.parse_materials(data.get("materials"), problems)
     triggers = destruction_triggers.parse(data.get("triggers"), problems)
-    preset = Preset(name=name, materials=materials, triggers=triggers, **built)
-    if not problems:
-        if preset.shot.frame_end < preset.shot.frame_start:
-            problems.append(f"shot.frame_end: {preset.shot.frame_end} is before shot.frame_start {preset.shot.frame_start}")
-        if preset.model.overlap >= preset.model.window:
+    preset = Preset(name=name if name is not None else "Unnamed", materials=materials, triggers=triggers, **built)
+    if not problems:  # rules across keys, once every key is right on its own
+        shot_problem = _shot_range_problem(preset.shot)
+        if shot_problem:
+            problems.append(shot_problem)
+        elif preset.model.overlap >= preset.model.window:
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
-        problems += destruction.cross_checks(preset)
+        else:
+            problems += destruction.cross_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset
 
 
-def load_preset(path: str | Path = DEFAULT_PRESET) -> Preset:
+def load_preset(path: str | Path = DEFAULT_PRESET, check_local: bool = True) -> Preset:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(checks.MAX_PRESET_BYTES + 1)
     except FileNotFoundError:
         raise PresetError(str(path), ["file not found; pass a .toml preset (presets/ has examples)"]) from None
+    except IsADirectoryError:
+        raise PresetError(str(path), ["is a folder; pass a .toml preset file"]) from None
+    return preset_from_bytes(raw, str(path), check_local)
+
+
+def preset_from_bytes(raw: bytes, source: str, check_local: bool = True) -> Preset:
+    """The preset in the bytes of a .toml file (what an import validates before it copies them)."""
+    if len(raw) > checks.MAX_PRESET_BYTES:
+        raise PresetError(source, [f"larger than {checks.MAX_PRESET_BYTES // 1024} KiB; a preset is a few "
+                                   "kilobytes of TOML: is this the right file?"])
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PresetError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start}); a preset is TOML text"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise PresetError(str(path), [f"not valid TOML: {exc}"]) from None
-    return preset_from_dict(data, source=str(path))
+        raise PresetError(source, [f"not valid TOML: {exc} (TOML is data: numbers, text in quotes, "
+                                   "true/false, [lists]; no expressions or calls)"]) from None
+    except RecursionError:
+        raise PresetError(source, ["not valid TOML: nested too deeply"]) from None
+    return preset_from_dict(data, source=source, check_local=check_local)

@@ -13,8 +13,9 @@ import bpy
 
 from .. import pipeline
 from ..core.backend import BackendError, find_backend_python
-from ..core.preset import PresetError, load_preset
+from ..core.preset import PresetError
 from .preferences import backend_python_preference
+from .presets import current_preset
 
 
 class ShotFolderError(ValueError):
@@ -77,7 +78,7 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
         settings = context.scene.rubble
         try:
             shot_dir = resolve_shot_dir(settings.shot_dir)
-            preset = load_preset(bpy.path.abspath(settings.preset_path))
+            preset = current_preset(context)  # the picked preset with the look edited in the panel
             python = find_backend_python(backend_python_preference(context))
         except (ShotFolderError, PresetError, BackendError) as exc:
             self.report({"ERROR"}, str(exc))

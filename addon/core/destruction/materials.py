@@ -10,6 +10,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..checks import shown, unknown
+
 # Standard gravity, m/s^2; EN 1991-1-1 gives unit weights in kN/m^3, density = weight / g.
 G = 9.80665
 
@@ -87,24 +89,24 @@ def with_overrides(overrides: dict, problems: list[str], key: str = "materials")
     """
     result = dict(MATERIALS)
     if not isinstance(overrides, dict):
-        problems.append(f"{key}: expected tables [{key}.<material>], got {type(overrides).__name__}")
+        problems.append(f"{key}: expected tables [{key}.<material>], got {type(overrides).__name__} {shown(overrides)}")
         return result
     for name, values in overrides.items():
         where = f"{key}.{name}"
         if name not in MATERIALS:
-            problems.append(f"{where}: unknown material (known: {', '.join(MATERIALS)})")
+            problems.append(unknown(where, "material", MATERIALS))
             continue
         if not isinstance(values, dict):
-            problems.append(f"{where}: expected a table of numbers, got {values!r}")
+            problems.append(f"{where}: expected a table of numbers, got {shown(values)}")
             continue
         changed = {}
         for field_name, value in values.items():
             if field_name not in OVERRIDABLE:
-                problems.append(f"{where}.{field_name}: unknown key (known: {', '.join(OVERRIDABLE)})")
+                problems.append(unknown(f"{where}.{field_name}", "key", OVERRIDABLE))
                 continue
             lo, hi = OVERRIDABLE[field_name]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{where}.{field_name}: expected a number, got {value!r}")
+                problems.append(f"{where}.{field_name}: expected a number, got {shown(value)}")
             elif not math.isfinite(value) or not lo <= value <= hi:
                 problems.append(f"{where}.{field_name}: {value} is outside the allowed range [{lo:g}, {hi:g}]")
             else:

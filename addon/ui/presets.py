@@ -1,0 +1,322 @@
+"""The Preset sub-panel and its operators: pick a shipped or user preset, edit the essentials of
+its look in place, save as, duplicate, import, export. Operators are thin: they call
+core/preset_library.py and report; the panel only draws.
+
+The picked preset is the scene's `rubble.preset_path`. Its prompt, negative prompt and seed are
+copied into `scene.rubble_look` when it is picked; what the artist changes there is applied on
+top of the file by `current_preset`, which Generate Final runs with. Save As keeps the changes
+as a user preset; picking or reloading a preset discards them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import bpy
+
+from ..core.preset import Preset, PresetError, load_preset, preset_from_dict
+from ..core.preset_library import LibraryError, PresetLibrary, export_file, write_preset
+from .preferences import ADDON_PACKAGE
+
+INT_MAX = 2**31 - 1  # an IntProperty is a signed 32-bit int; a preset's seed may reach 2**32 - 1
+
+
+def user_preset_dir() -> Path:
+    """Installed as an extension: the extension's user folder `presets`, which updates and
+    reinstalls keep. From a checkout: Blender's user config folder."""
+    if ADDON_PACKAGE.startswith("bl_ext."):
+        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="presets", create=True))
+    return Path(bpy.utils.user_resource("CONFIG", path="rubble_presets"))
+
+
+_libraries: dict[Path, PresetLibrary] = {}
+
+
+def library() -> PresetLibrary:
+    folder = user_preset_dir()
+    if folder not in _libraries:  # one per folder: it caches what each file's title is
+        _libraries[folder] = PresetLibrary(folder)
+    return _libraries[folder]
+
+
+def preset_path(context) -> Path | None:
+    setting = context.scene.rubble.preset_path
+    return Path(bpy.path.abspath(setting)).resolve() if setting.strip() else None
+
+
+# --- the look edited in place ----------------------------------------------------------
+
+def _look_values(preset: Preset) -> dict:
+    return {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
+            "seed": min(preset.shot.seed, INT_MAX)}
+
+
+def fill_look(context, preset: Preset, path: Path) -> None:
+    look = context.scene.rubble_look
+    for key, value in _look_values(preset).items():
+        setattr(look, key, value)
+    look.source = str(path)
+
+
+def edits(context, preset: Preset) -> dict:
+    """What the artist changed in the panel, as preset keys -> values ({} when nothing was,
+    or when the panel holds another preset's look)."""
+    look = context.scene.rubble_look
+    path = preset_path(context)
+    if path is None or look.source != str(path):
+        return {}
+    keys = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed"}
+    return {keys[k]: getattr(look, k) for k, v in _look_values(preset).items() if getattr(look, k) != v}
+
+
+def current_preset(context) -> Preset:
+    """The picked preset with the panel's edits, validated like a file (PresetError names the key)."""
+    path = preset_path(context)
+    if path is None:
+        raise PresetError("(none)", ["no preset is picked: pick one in the Rubble panel's Preset section"])
+    preset = load_preset(path)
+    changed = edits(context, preset)
+    if not changed:
+        return preset
+    data = preset.to_dict()
+    for dotted, value in changed.items():
+        section, key = dotted.split(".")
+        data[section][key] = value
+    return preset_from_dict(data, source=f"{path} with the panel's edits")
+
+
+def _select(context, path: Path) -> None:
+    context.scene.rubble.preset_path = str(path)
+    fill_look(context, load_preset(path), Path(path).resolve())
+
+
+def _fail(operator, exc: Exception) -> set:
+    operator.report({"ERROR"}, str(exc))
+    return {"CANCELLED"}
+
+
+# --- operators -----------------------------------------------------------------------
+
+_menu_items: list = []  # Blender keeps no reference to dynamic enum items: we must
+
+
+def _preset_items(self, context):
+    _menu_items.clear()
+    for number, entry in enumerate(library().entries()):
+        where = "shipped with Rubble" if entry.shipped else "your preset"
+        description = f"{entry.title} ({where})" if not entry.problem else entry.problem
+        icon = "ERROR" if entry.problem else ("PRESET" if entry.shipped else "USER")
+        _menu_items.append((entry.key, entry.name, description, icon, number))
+    return _menu_items
+
+
+class RUBBLE_OT_preset_load(bpy.types.Operator):
+    """Use this preset (discards the look edited in the panel)"""
+
+    bl_idname = "rubble.preset_load"
+    bl_label = "Load Preset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    key: bpy.props.EnumProperty(name="Preset", items=_preset_items)
+
+    def execute(self, context):
+        try:
+            entry = library().find(self.key)
+            _select(context, entry.path)
+        except (LibraryError, PresetError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"Preset {entry.name}: {entry.title}")
+        return {"FINISHED"}
+
+
+class RUBBLE_OT_preset_reload(bpy.types.Operator):
+    """Read the picked preset's file again (discards the look edited in the panel)"""
+
+    bl_idname = "rubble.preset_reload"
+    bl_label = "Reload Preset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        path = preset_path(context)
+        try:
+            if path is None:
+                raise PresetError("(none)", ["no preset is picked"])
+            _select(context, path)
+        except PresetError as exc:
+            return _fail(self, exc)
+        return {"FINISHED"}
+
+
+_NAME = {"name": "Name", "description": "The preset's name, also its file name"}
+_OVERWRITE = {"name": "Overwrite", "description": "Replace your preset of the same name"}
+
+
+class _Named:
+    """Asks for a name first (declared per class: Blender reads each operator's own annotations)."""
+
+    def invoke(self, context, event):
+        path = preset_path(context)
+        if not self.name and path is not None:
+            self.name = f"{path.stem} copy"
+        return context.window_manager.invoke_props_dialog(self)
+
+
+class RUBBLE_OT_preset_save_as(_Named, bpy.types.Operator):
+    """Save the picked preset, with the look edited in the panel, as one of your presets"""
+
+    bl_idname = "rubble.preset_save_as"
+    bl_label = "Save Preset As"
+
+    name: bpy.props.StringProperty(**_NAME)
+    overwrite: bpy.props.BoolProperty(**_OVERWRITE)
+
+    def execute(self, context):
+        try:
+            entry = library().save(current_preset(context), self.name, overwrite=self.overwrite)
+            _select(context, entry.path)
+        except (LibraryError, PresetError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"Saved {entry.path}")
+        return {"FINISHED"}
+
+
+class RUBBLE_OT_preset_duplicate(_Named, bpy.types.Operator):
+    """Copy the picked preset's file, comments included, as one of your presets (edits in the panel are not copied: use Save As)"""
+
+    bl_idname = "rubble.preset_duplicate"
+    bl_label = "Duplicate Preset"
+
+    name: bpy.props.StringProperty(**_NAME)
+
+    def execute(self, context):
+        lib = library()
+        path = preset_path(context)
+        try:
+            if path is None:
+                raise LibraryError("no preset is picked: pick one to duplicate")
+            entry = lib.entry_for(path)
+            copy = (lib.duplicate(entry.key, self.name) if entry is not None
+                    else lib.import_file(path, self.name))
+            _select(context, copy.path)
+        except (LibraryError, PresetError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"Duplicated as {copy.path}")
+        return {"FINISHED"}
+
+
+class RUBBLE_OT_preset_import(bpy.types.Operator):
+    """Add a shared .toml preset to your presets (it is checked first; nothing in it is executed)"""
+
+    bl_idname = "rubble.preset_import"
+    bl_label = "Import Preset"
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.toml", options={"HIDDEN"})
+    overwrite: bpy.props.BoolProperty(**_OVERWRITE)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            entry = library().import_file(Path(bpy.path.abspath(self.filepath)), overwrite=self.overwrite)
+            _select(context, entry.path)
+        except (LibraryError, PresetError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"Imported {entry.name}")
+        return {"FINISHED"}
+
+
+class RUBBLE_OT_preset_export(bpy.types.Operator):
+    """Write the picked preset, with the look edited in the panel, as a single .toml file to share"""
+
+    bl_idname = "rubble.preset_export"
+    bl_label = "Export Preset"
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.toml", options={"HIDDEN"})
+    check_existing: bpy.props.BoolProperty(default=True, options={"HIDDEN"})  # the file browser warns
+
+    def invoke(self, context, event):
+        path = preset_path(context)
+        if not self.filepath and path is not None:
+            self.filepath = path.name
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        destination = Path(bpy.path.abspath(self.filepath))
+        if destination.suffix.lower() != ".toml":
+            destination = destination.with_name(destination.name + ".toml")
+        try:
+            preset = current_preset(context)
+            if edits(context, load_preset(preset_path(context))):
+                written = write_preset(preset, destination)
+            else:  # unchanged: the file as it is, comments included
+                written = export_file(preset_path(context), destination)
+        except (LibraryError, PresetError) as exc:
+            return _fail(self, exc)
+        self.report({"INFO"}, f"Exported {written}")
+        return {"FINISHED"}
+
+
+# --- the panel -------------------------------------------------------------------------
+
+class RubbleLook(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the generated frames show ([look] prompt)")
+    negative_prompt: bpy.props.StringProperty(name="Negative", description="What they must not show "
+                                                                           "([look] negative_prompt)")
+    seed: bpy.props.IntProperty(name="Seed", min=0, max=INT_MAX,
+                                description="The shot's seed ([shot] seed): the fracture pattern and the "
+                                            "generation noise derive from it, so a new seed rebuilds the shot")
+    source: bpy.props.StringProperty(options={"HIDDEN"})  # the preset file these values came from
+
+
+class RUBBLE_PT_presets(bpy.types.Panel):
+    bl_label = "Preset"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Rubble"
+    bl_parent_id = "RUBBLE_PT_shot"  # ui/panel.py's sidebar panel
+
+    def draw(self, context):
+        layout = self.layout
+        path = preset_path(context)
+        entry = library().entry_for(path) if path is not None else None
+        label = entry.name if entry is not None else (path.name if path is not None else "Pick a preset")
+        row = layout.row(align=True)
+        row.operator_menu_enum("rubble.preset_load", "key", text=label, icon="PRESET")
+        row.operator("rubble.preset_reload", text="", icon="FILE_REFRESH")
+        if entry is not None and entry.problem:
+            layout.label(text=entry.problem, icon="ERROR")
+        look = context.scene.rubble_look
+        if path is not None and look.source == str(path):
+            column = layout.column()
+            for key in ("prompt", "negative_prompt", "seed"):
+                column.prop(look, key)
+        elif path is not None:
+            layout.operator("rubble.preset_reload", text="Edit Look Here", icon="GREASEPENCIL")
+        row = layout.row(align=True)
+        row.operator("rubble.preset_save_as", text="Save As", icon="FILE_TICK")
+        row.operator("rubble.preset_duplicate", text="Duplicate", icon="DUPLICATE")
+        row = layout.row(align=True)
+        row.operator("rubble.preset_import", text="Import", icon="IMPORT")
+        row.operator("rubble.preset_export", text="Export", icon="EXPORT")
+
+
+_classes = (RubbleLook, RUBBLE_OT_preset_load, RUBBLE_OT_preset_reload, RUBBLE_OT_preset_save_as,
+            RUBBLE_OT_preset_duplicate, RUBBLE_OT_preset_import, RUBBLE_OT_preset_export, RUBBLE_PT_presets)
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.rubble_look = bpy.props.PointerProperty(type=RubbleLook)
+
+
+def unregister():
+    del bpy.types.Scene.rubble_look
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)
+    _libraries.clear()

@@ -1,0 +1,144 @@
+"""The Preset sub-panel's operators as the UI calls them, in real bpy: pick, edit the look in
+place, save as, duplicate, export, import; Generate Final runs with the edited look; the
+panel's draw code runs in every state it has."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import pytest
+
+import addon
+import preset_corpus as corpus
+from addon.core.preset import load_preset
+from addon.ui import presets
+from conftest import REPO
+
+QUAKE = REPO / "presets" / "destruction_quake.toml"
+
+
+@pytest.fixture
+def user_presets(tmp_path, monkeypatch):
+    """Rubble registered from the checkout, its user presets in a fresh Blender user config."""
+    monkeypatch.setenv("BLENDER_USER_CONFIG", str(tmp_path / "config"))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon.register()
+    yield tmp_path / "config" / "rubble_presets"
+    addon.unregister()
+
+
+def _files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else {}
+
+
+def test_pick_edit_save_duplicate_export_import(user_presets, tmp_path):
+    scene, context = bpy.context.scene, bpy.context
+    assert bpy.ops.rubble.preset_load(key="shipped:destruction_quake") == {"FINISHED"}
+    quake = load_preset(QUAKE)
+    assert Path(scene.rubble.preset_path) == QUAKE and scene.rubble_look.prompt == quake.look.prompt
+    assert presets.current_preset(context) == quake
+
+    scene.rubble_look.prompt = "night, rain, sodium street lights"
+    scene.rubble_look.seed = 7
+    edited = presets.current_preset(context)
+    assert (edited.look.prompt, edited.shot.seed) == ("night, rain, sodium street lights", 7)
+    assert edited.building == quake.building and edited.look.negative_prompt == quake.look.negative_prompt
+
+    # Save As keeps the edits, as a user preset that is now the picked one.
+    assert bpy.ops.rubble.preset_save_as(name="Night quake") == {"FINISHED"}
+    saved = user_presets / "Night quake.toml"
+    assert Path(scene.rubble.preset_path) == saved.resolve()
+    assert load_preset(saved).look.prompt == "night, rain, sodium street lights" and load_preset(saved).shot.seed == 7
+    items = presets._preset_items(None, context)
+    assert {"shipped:default", "user:Night quake"} <= {item[0] for item in items}
+    assert {item[3] for item in items} <= ICONS and len({item[4] for item in items}) == len(items)
+
+    # Export: unchanged, the file as it is; edited, what the panel shows.
+    assert bpy.ops.rubble.preset_export(filepath=str(tmp_path / "out" / "as is")) == {"FINISHED"}
+    assert (tmp_path / "out" / "as is.toml").read_bytes() == saved.read_bytes()
+    scene.rubble_look.negative_prompt = "people"
+    assert bpy.ops.rubble.preset_export(filepath=str(tmp_path / "out" / "edited.toml")) == {"FINISHED"}
+    assert load_preset(tmp_path / "out" / "edited.toml").look.negative_prompt == "people"
+
+    # Duplicate copies the picked file (shipped: comments and all) and picks the copy.
+    assert bpy.ops.rubble.preset_load(key="shipped:default") == {"FINISHED"}
+    assert bpy.ops.rubble.preset_duplicate(name="my default") == {"FINISHED"}
+    assert (user_presets / "my default.toml").read_text() == (REPO / "presets" / "default.toml").read_text()
+
+    # Import: a shared file comes in once checked; a bad one, or a taken name, changes nothing.
+    shared = tmp_path / "shared.toml"
+    shared.write_text(corpus.DEFAULT_TEXT.replace("seed = 1234", "seed = 4242"))
+    assert bpy.ops.rubble.preset_import(filepath=str(shared)) == {"FINISHED"}
+    assert scene.rubble_look.seed == 4242 and Path(scene.rubble.preset_path).name == "shared.toml"
+    before = _files(user_presets)
+    bad = tmp_path / "smuggler.toml"
+    bad.write_text(corpus.DEFAULT_TEXT.replace("steps = 20", f"steps = {corpus.CODE}"))
+    with pytest.raises(RuntimeError, match="not valid TOML"):
+        bpy.ops.rubble.preset_import(filepath=str(bad))
+    with pytest.raises(RuntimeError, match="already in your presets"):
+        bpy.ops.rubble.preset_import(filepath=str(shared))
+    with pytest.raises(RuntimeError, match="cannot be a preset name"):
+        bpy.ops.rubble.preset_save_as(name="../outside")
+    assert _files(user_presets) == before and not (tmp_path / corpus.SENTINEL).exists()
+
+
+def test_generate_final_runs_with_the_edited_look_and_refuses_a_bad_edit(user_presets, tmp_path):
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    scene = bpy.context.scene
+    scene.rubble.shot_dir = str(tmp_path / "shot")
+    scene.rubble_look.prompt = "x" * 5000
+    with pytest.raises(RuntimeError, match=r"look\.prompt: 'x+\.\.\. \(5000 characters\) is longer than the limit"):
+        bpy.ops.rubble.generate_final()
+    assert not (tmp_path / "shot").exists()
+
+
+ICONS = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
+
+
+class _Layout:
+    """Stands in for a UILayout (there is none without a window): checks that each property,
+    operator and icon drawn exists in this Blender."""
+
+    def __init__(self):
+        self.drawn = []
+
+    def row(self, **_):
+        return self
+
+    column = row
+
+    def prop(self, data, name, icon="NONE", **_):
+        assert name in data.bl_rna.properties and icon in ICONS, (name, icon)
+        self.drawn.append(name)
+
+    def operator(self, idname, icon="NONE", **_):
+        module, name = idname.split(".")
+        assert name in dir(getattr(bpy.ops, module)) and icon in ICONS, (idname, icon)
+        self.drawn.append(idname)
+
+    def operator_menu_enum(self, idname, prop, **kwargs):
+        self.operator(idname, **kwargs)
+        assert prop in getattr(bpy.ops.rubble, idname.split(".")[1]).get_rna_type().properties
+
+    def label(self, text="", icon="NONE", **_):
+        assert icon in ICONS, icon
+        self.drawn.append(f"label:{text}")
+
+
+def _draw() -> list:
+    layout = _Layout()
+    presets.RUBBLE_PT_presets.draw(SimpleNamespace(layout=layout), bpy.context)
+    return layout.drawn
+
+
+def test_the_panel_draws_in_every_state(user_presets):
+    scene = bpy.context.scene
+    scene.rubble.preset_path = ""
+    assert "prompt" not in _draw()                       # nothing picked
+    scene.rubble.preset_path = str(QUAKE)
+    assert "rubble.preset_reload" in _draw() and "prompt" not in _draw()  # picked by path: offer to edit
+    bpy.ops.rubble.preset_reload()
+    assert {"prompt", "negative_prompt", "seed"} <= set(_draw())          # editable in place
+    user_presets.mkdir(parents=True)
+    (user_presets / "broken.toml").write_text(corpus.DEFAULT_TEXT.replace("fps = 24", "fps = true"))
+    scene.rubble.preset_path = str(user_presets / "broken.toml")
+    assert any(d.startswith("label:shot.fps: expected int") for d in _draw())  # a user file that does not load
