@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, make_shot, run_backend
 from inference import fetch, models
-from test_models import IDS, fake_hub_cache, hub_cache, hub_settings, settings  # noqa: F401 (hub_cache: a fixture)
+from test_models import IDS, ROLES, fake_hub_cache, hub_cache, hub_settings, settings  # noqa: F401 (hub_cache: a fixture)
 
 PICKLES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
@@ -182,3 +182,109 @@ def test_validate_check_weights_warns_about_a_branch_name(tmp_path):
     messages = [w["message"] for w in run.of_type("warning") if w["code"] == "revision_not_pinned"]
     assert any(m.startswith("stable-diffusion-v1-5/stable-diffusion-v1-5: revision 'main'") for m in messages)
     assert not any(m.startswith("guoyww/") for m in messages), "a commit hash is pinned"
+
+
+# --- the download itself, from a hub served on this machine ---------------------------------------
+
+class FakeHub:
+    """The hub's two HTTP routes that `fetch` uses, serving the tiny model as the test repositories
+    (IDS) plus pickled copies of every weight file, and logging every request it gets."""
+
+    COMMIT = "c" * 40
+
+    def __init__(self, tiny: Path):
+        import hashlib
+
+        self.files = {}  # repo -> {name: bytes}
+        for role, repo in IDS.items():
+            root = tiny / ROLES[role]
+            files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+            files.update({n.replace(".safetensors", ".bin"): b"pickle" for n in list(files) if n.endswith(".safetensors")})
+            self.files[repo] = files
+        self.sha256 = {(r, n): hashlib.sha256(b).hexdigest() for r, fs in self.files.items() for n, b in fs.items()}
+        self.requests = []
+
+    def handler(self):
+        import http.server
+        from urllib.parse import unquote, urlparse
+
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def route(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append((self.command, path))
+                for repo, files in hub.files.items():
+                    if path.startswith(f"/api/models/{repo}/revision/"):
+                        body = json.dumps({"id": repo, "sha": hub.COMMIT, "siblings": [
+                            {"rfilename": n, "size": len(b)} for n, b in files.items()]}).encode()
+                        return 200, {"Content-Type": "application/json"}, body
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix):
+                        name = path[len(prefix):].split("/", 1)[1]
+                        if name in files:
+                            return 200, {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hub.sha256[repo, name]}"'}, files[name]
+                return 404, {"X-Error-Code": "EntryNotFound"}, b"not found"
+
+            def reply(self, with_body):
+                status, headers, body = self.route()
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self.reply(with_body=False)
+
+            def do_GET(self):
+                self.reply(with_body=True)
+
+        return Handler
+
+
+@pytest.fixture
+def fake_hub(tiny_model):
+    import http.server
+    import threading
+
+    hub = FakeHub(tiny_model)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hub.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    yield hub
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake_hub, tmp_path):
+    shot = make_shot(tmp_path / "shot", frames=1, model=hub_model())
+    env = fetch_env(tmp_path / "hub", fake_hub.endpoint, offline=False)
+    run = run_backend("fetch", str(shot), "--variant", "full", env=env)
+    assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
+    (result,) = run.of_type("result")
+    downloaded = {(m, p.split("/resolve/")[0][1:], p.split("/resolve/")[1].split("/", 1)[1])
+                  for m, p in fake_hub.requests if "/resolve/" in p}
+    for record in result["models"]:
+        repo = record["id"]
+        assert record["state"] == "fetched" and record["commit"] == FakeHub.COMMIT
+        expected = {n: len(b) for n, b in fake_hub.files[repo].items() if not n.endswith(".bin")}
+        assert record["files"] == expected, "every safetensors/config/tokenizer file, no pickle"
+        assert {n for m, r, n in downloaded if r == repo and m == "GET"} == set(expected)
+    assert result["fetched_bytes"] == result["total_bytes"] == sum(sum(r["files"].values()) for r in result["models"])
+    progress = run.of_type("progress")
+    assert progress[-1]["done"] == progress[-1]["total"] == result["fetched_bytes"]
+    assert all(a["done"] <= b["done"] for a, b in zip(progress, progress[1:]))
+
+    # The loader finds it all: the shot's real weights are present, and a second fetch asks the hub nothing.
+    check = run_backend("validate", str(shot), "--check-weights", env=env)
+    assert check.of_type("result")[0]["real_weights_present"] is True
+    fake_hub.requests.clear()
+    again = run_backend("fetch", str(shot), "--variant", "full", env=env)
+    assert again.returncode == 0 and again.of_type("result")[0]["fetched_bytes"] == 0
+    assert fake_hub.requests == []
