@@ -237,7 +237,7 @@ def download_hint(spec: ModelSpec) -> str:
     if local:
         directories = ", ".join(str(s.directory) for s in local)
         hints.append(f"Complete the local model directories ({directories}) in the diffusers layout, "
-                     "as `hf download` or save_pretrained() writes it.")
+                     "as the hub repository has it or save_pretrained() writes it.")
     return " ".join(hints)
 
 
