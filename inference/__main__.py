@@ -61,10 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
     sub.add_argument("directory", type=Path)
+    sub = command("fetch", fetch, "download the preset's model files (safetensors, configs) into the Hugging Face cache",
+                  shot=False)
+    which = sub.add_mutually_exclusive_group()
+    which.add_argument("shot", type=Path, nargs="?", help="shot directory: fetch its preset's models")
+    which.add_argument("--preset", type=Path, help="a preset .toml instead of a shot (default: presets/default.toml)")
+    sub.add_argument("--variant", choices=_fetch_variants(), default="fp16",
+                     help="fp16 (default): diffusers' half-size fp16 weights where the repository has them; "
+                          "full: the full-precision files")
     sub = command("doctor", doctor, "report versions, GPU, and which weights are on this machine", shot=False)
     sub.add_argument("--shot", type=Path, help="check this shot's preset instead of presets/default.toml")
     sub.add_argument("--tiny-model", help="tiny model directory to look for")
     return parser
+
+
+def _fetch_variants() -> tuple[str, ...]:
+    from .fetch import VARIANTS  # no heavy imports: fetch.py imports huggingface_hub only when it runs
+
+    return VARIANTS
 
 
 def _frame_range(text: str) -> tuple[int, int]:
@@ -114,7 +128,10 @@ def validate(args) -> int:
     if args.check_weights:
         from . import models
 
-        extra["real_weights_present"] = not models.missing_files(models.real_spec(shot.model))
+        real = models.real_spec(shot.model)
+        extra["real_weights_present"] = not models.missing_files(real)
+        for message in models.unpinned_revisions(real):
+            protocol.warning("revision_not_pinned", message)
     protocol.result(
         "validate",
         [],
@@ -218,19 +235,42 @@ def tiny_model(args) -> int:
     return protocol.EXIT_OK
 
 
+def fetch(args) -> int:
+    from . import fetch as fetch_module
+    from . import models
+    from . import shot as shot_module
+
+    model = shot_module.load(args.shot).model if args.shot else _preset_model(args.preset or DEFAULT_PRESET)
+    report = fetch_module.run(models.real_spec(model), args.variant)
+    protocol.result("fetch", [], **report)
+    return protocol.EXIT_OK
+
+
 def doctor(args) -> int:
     from . import doctor as doctor_module
     from . import models
     from . import shot as shot_module
 
-    if args.shot:
-        model = shot_module.load(args.shot).model
-    else:
-        preset = tomllib.loads(DEFAULT_PRESET.read_text(encoding="utf-8"))
-        model = shot_module.model_settings(preset["model"])
+    model = shot_module.load(args.shot).model if args.shot else _preset_model(DEFAULT_PRESET)
     report = doctor_module.check(model, models.tiny_dir(args.tiny_model))
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
+
+
+def _preset_model(path: Path):
+    """A preset file's [model] settings, read directly (no shot needed)."""
+    from . import shot as shot_module
+
+    try:
+        preset = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return shot_module.model_settings(preset["model"])
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BackendError(
+            "bad_preset",
+            f"Could not read the [model] settings of the preset {path}: {type(exc).__name__}: {exc}",
+            "Give a preset .toml with a complete [model] section (presets/default.toml is the reference), "
+            "or a shot directory instead.",
+        ) from exc
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import models, tiny_model
+from . import models, protocol, tiny_model
 from .shot import ModelSettings
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "openexr", "numpy", "pillow")
@@ -22,6 +22,9 @@ def check(model: ModelSettings, tiny_location) -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     real = models.real_spec(model)
     missing = models.missing_files(real)
+    unpinned = models.unpinned_revisions(real)
+    for message in unpinned:
+        protocol.warning("revision_not_pinned", message)
     report = {
         "versions": versions,
         "gpu": gpu,
@@ -29,6 +32,7 @@ def check(model: ModelSettings, tiny_location) -> dict:
             "present": not missing,
             "models": [s.name for s in real.sources],
             "missing": missing,
+            "unpinned": unpinned,  # hub models named by a branch or tag, not a commit
         },
         "tiny_model": {"path": str(tiny_location), "present": tiny_model.is_tiny_model(tiny_location)},
     }
@@ -46,6 +50,8 @@ def _print(report: dict, hint: str) -> None:
     else:
         lines.append(f"  weights      MISSING ({len(real['missing'])} files) for {', '.join(real['models'])}")
         lines.append(f"               {hint}")
+    if real["unpinned"]:
+        lines.append(f"  revisions    {len(real['unpinned'])} not pinned to a commit (warnings above say how to pin)")
     tiny = report["tiny_model"]
     state = "present" if tiny["present"] else "absent (built on first use, or: python -m inference tiny-model DIR)"
     lines.append(f"  tiny model   {tiny['path']}: {state}")

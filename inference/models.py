@@ -5,7 +5,8 @@ use_safetensors=True, local_files_only=True)` from the Hugging Face cache, or a 
 this machine in the same layout (a path that exists is loaded from disk; a relative one is
 relative to the working directory). Weights may be the full files or only diffusers' fp16
 variant (`*.fp16.safetensors`). When they are absent, `weights = "auto"` falls back loudly to
-the tiny random-weight model; `"pretrained"` refuses with what to download.
+the tiny random-weight model; `"pretrained"` refuses and names `python -m inference fetch`
+(inference/fetch.py), which downloads exactly the files listed here.
 """
 
 import json
@@ -27,7 +28,8 @@ SMOKE_TEST = "random weights — smoke test"
 # layouts), as requirements: each is a tuple of options, an option a tuple of files that must all
 # be present; the first option present is the one loaded. Weights: the full file, else diffusers'
 # fp16 variant (the file name with ".fp16" before ".safetensors"). model_index.json is not
-# needed: every component is loaded from its own subfolder.
+# needed: every component is loaded from its own subfolder. The same lists say what `fetch`
+# downloads and describe the tiny model's layout (one source of truth for all three).
 FP16 = "fp16"
 
 
@@ -48,6 +50,23 @@ BASE_FILES = (
     (("scheduler/scheduler_config.json",),),
 )
 SINGLE_MODEL_FILES = ((("config.json",),), _weights("diffusion_pytorch_model.safetensors"))
+# Files read when present but not required: the tokenizer's settings (special tokens, maximum
+# length) and the pipeline's index, which `fetch` downloads so the cache holds a complete
+# diffusers pipeline folder like the hub repository's.
+BASE_OPTIONAL = (
+    "model_index.json",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/added_tokens.json",
+)
+# A pinned revision is a full commit hash; anything else ("main", a tag) is a name that can move.
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# The preset key that sets each source's revision (for messages that say what to edit).
+REVISION_SETTINGS = {
+    "base": "[model] base_revision",
+    "motion_adapter": "[model] motion_adapter_revision",
+    "controlnet": "[model] controlnet_revision",
+}
 # The Hugging Face cache names a weight file's blob by its sha256 (huggingface_hub cache layout).
 SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
@@ -60,6 +79,7 @@ class Source:
     location: str  # hub id or local path
     revision: str | None
     required: tuple[tuple[tuple[str, ...], ...], ...]  # requirements -> options -> files, see BASE_FILES
+    optional: tuple[str, ...] = ()  # read when present, see BASE_OPTIONAL
 
     @property
     def directory(self) -> Path | None:
@@ -116,7 +136,7 @@ def real_spec(model: ModelSettings) -> ModelSpec:
     return ModelSpec(
         smoke_test=False,
         sources=(
-            Source("base", model.base, model.base_revision, BASE_FILES),
+            Source("base", model.base, model.base_revision, BASE_FILES, BASE_OPTIONAL),
             Source("motion_adapter", model.motion_adapter, model.motion_adapter_revision, SINGLE_MODEL_FILES),
             Source("controlnet", model.controlnet, model.controlnet_revision, SINGLE_MODEL_FILES),
         ),
@@ -124,17 +144,53 @@ def real_spec(model: ModelSettings) -> ModelSpec:
 
 
 def tiny_spec(tiny_dir: Path) -> ModelSpec:
+    """The tiny model: the same repositories in the same layout, as local directories."""
     return ModelSpec(
         smoke_test=True,
-        sources=tuple(
-            Source(role, str(tiny_dir / sub), None, ())
-            for role, sub in (
-                ("base", tiny_model.BASE),
-                ("motion_adapter", tiny_model.MOTION_ADAPTER),
-                ("controlnet", tiny_model.CONTROLNET),
-            )
+        sources=(
+            Source("base", str(tiny_dir / tiny_model.BASE), None, BASE_FILES, BASE_OPTIONAL),
+            Source("motion_adapter", str(tiny_dir / tiny_model.MOTION_ADAPTER), None, SINGLE_MODEL_FILES),
+            Source("controlnet", str(tiny_dir / tiny_model.CONTROLNET), None, SINGLE_MODEL_FILES),
         ),
     )
+
+
+def is_pinned(revision: str | None) -> bool:
+    return revision is not None and COMMIT.fullmatch(revision) is not None
+
+
+def cached_commit(source: Source) -> str | None:
+    """The commit a branch or tag name points to in this machine's Hugging Face cache
+    (models--owner--name/refs/<name>, written when the files were downloaded), or None."""
+    from huggingface_hub import constants
+
+    if source.directory is not None or source.revision is None:
+        return None
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{source.location.replace('/', '--')}" / "refs" / source.revision
+    try:
+        commit = ref.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return None
+    return commit if COMMIT.fullmatch(commit) else None
+
+
+def unpinned_revisions(spec: ModelSpec) -> list[str]:
+    """A sentence per hub model whose revision is a branch or tag name, saying how to pin it."""
+    messages = []
+    for source in spec.sources:
+        if source.directory is not None or not _is_hub_id(source.location) or is_pinned(source.revision):
+            continue
+        setting = REVISION_SETTINGS.get(source.role, f"the {source.role} revision")
+        commit = cached_commit(source)
+        if commit:
+            how = (f'This machine\'s cache has {source.revision!r} at {commit}: set {setting} = "{commit}" '
+                   "to keep using exactly these files.")
+        else:
+            how = (f"Set {setting} to a 40-digit commit hash: presets/README.md lists the commits Rubble uses, "
+                   f"or take one from https://huggingface.co/{source.location}/commits/{source.revision}.")
+        messages.append(f"{source.location}: revision {source.revision!r} is a branch or tag name, so the files "
+                        f"it names can change and a shot is not reproducible. {how}")
+    return messages
 
 
 def tiny_dir(cli_value: str | None) -> Path:
@@ -172,15 +228,16 @@ def download_hint(spec: ModelSpec) -> str:
     hints = [f"{s.location!r} ([model] {s.role}) is neither a directory on this machine nor a Hugging Face id."
              for s in spec.sources if s.directory is None and not _is_hub_id(s.location)]
     if hub:
-        commands = "; ".join(f"hf download {s.location} --revision {s.revision}" for s in hub)
+        named = ", ".join(f"{s.location}@{s.revision}" for s in hub)
         hints.append(
-            f"For real frames, download the weights on a machine with network access ({commands}) into the "
-            f"Hugging Face cache ({constants.HF_HUB_CACHE}; set HF_HOME to move it). Rubble never downloads."
+            f"For real frames, run `python -m inference fetch SHOT` (or `fetch --preset PRESET.toml`) on a "
+            f"machine with network access: it downloads {named} into the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}; set HF_HOME to move it). Generation itself never downloads."
         )
     if local:
         directories = ", ".join(str(s.directory) for s in local)
         hints.append(f"Complete the local model directories ({directories}) in the diffusers layout, "
-                     "as `hf download` or save_pretrained() writes it.")
+                     "as the hub repository has it or save_pretrained() writes it.")
     return " ".join(hints)
 
 

@@ -12,7 +12,8 @@ Its frames are noise-like; they prove the plumbing, never the look.
 import json
 from pathlib import Path
 
-# The layout mirrors the real repositories so one loader serves both.
+# One folder per hub repository, in its layout, so one loader and one file list
+# (inference/models.py) serve both.
 BASE = "base"
 MOTION_ADAPTER = "motion_adapter"
 CONTROLNET = "controlnet"
@@ -39,19 +40,34 @@ def is_tiny_model(path: Path) -> bool:
 
 
 def build(out_dir: Path) -> None:
-    """Build the tiny model and save it (safetensors) under out_dir, atomically as a whole."""
-    import torch
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+    """Build the tiny model and save it (safetensors) under out_dir, atomically as a whole:
+    one folder per hub repository it stands for, in that repository's layout."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         _remove_tree(tmp)
-    base = tmp / BASE
+    build_base(tmp / BASE)
+    build_motion_adapter(tmp / MOTION_ADAPTER)
+    build_controlnet(tmp / CONTROLNET)
+    (tmp / MARKER).write_text(
+        json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    if out_dir.exists():
+        _remove_tree(out_dir)
+    tmp.rename(out_dir)
+
+
+def build_base(directory: Path) -> None:
+    """Stands for stable-diffusion-v1-5/stable-diffusion-v1-5: a diffusers pipeline folder
+    (model_index.json + unet, vae, text_encoder, tokenizer, scheduler), written by
+    StableDiffusionPipeline.save_pretrained as the hub repository was. No safety checker."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(SEED)
-    UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         block_out_channels=BLOCK_OUT_CHANNELS,
         layers_per_block=2,
         sample_size=8,
@@ -61,10 +77,10 @@ def build(out_dir: Path) -> None:
         up_block_types=UP_BLOCK_TYPES,
         cross_attention_dim=CROSS_ATTENTION_DIM,
         norm_num_groups=2,
-    ).save_pretrained(base / "unet", safe_serialization=True)
+    )
 
     torch.manual_seed(SEED)
-    AutoencoderKL(
+    vae = AutoencoderKL(
         block_out_channels=VAE_BLOCK_OUT_CHANNELS,
         in_channels=3,
         out_channels=3,
@@ -72,12 +88,11 @@ def build(out_dir: Path) -> None:
         up_block_types=["UpDecoderBlock2D"] * len(VAE_BLOCK_OUT_CHANNELS),
         latent_channels=4,
         norm_num_groups=2,
-    ).save_pretrained(base / "vae", safe_serialization=True)
+    )
 
     tokenizer = _tokenizer()
-    tokenizer.save_pretrained(base / "tokenizer")
     torch.manual_seed(SEED)
-    CLIPTextModel(
+    text_encoder = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -90,17 +105,33 @@ def build(out_dir: Path) -> None:
             max_position_embeddings=MAX_TOKENS,
             vocab_size=len(tokenizer),
         )
-    ).save_pretrained(base / "text_encoder", safe_serialization=True)
+    )
 
     # DDIM with the settings the diffusers AnimateDiff docs use for SD1.5 motion adapters.
-    DDIMScheduler(
+    scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="linear",
         clip_sample=False,
         timestep_spacing="linspace",
         steps_offset=1,
-    ).save_pretrained(base / "scheduler")
+    )
+    StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(directory, safe_serialization=True)
+
+
+def build_motion_adapter(directory: Path) -> None:
+    """Stands for guoyww/animatediff-motion-adapter-v1-5-3: config.json + weights at the root."""
+    import torch
+    from diffusers import MotionAdapter
 
     torch.manual_seed(SEED)
     MotionAdapter(
@@ -108,7 +139,13 @@ def build(out_dir: Path) -> None:
         motion_layers_per_block=2,
         motion_norm_num_groups=2,
         motion_num_attention_heads=4,
-    ).save_pretrained(tmp / MOTION_ADAPTER, safe_serialization=True)
+    ).save_pretrained(directory, safe_serialization=True)
+
+
+def build_controlnet(directory: Path) -> None:
+    """Stands for lllyasviel/control_v11f1p_sd15_depth: config.json + weights at the root."""
+    import torch
+    from diffusers import ControlNetModel
 
     torch.manual_seed(SEED)
     controlnet = ControlNetModel(
@@ -121,15 +158,7 @@ def build(out_dir: Path) -> None:
         norm_num_groups=2,
     )
     _randomise_zero_convolutions(controlnet)
-    controlnet.save_pretrained(tmp / CONTROLNET, safe_serialization=True)
-
-    (tmp / MARKER).write_text(
-        json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
-        encoding="utf-8",
-    )
-    if out_dir.exists():
-        _remove_tree(out_dir)
-    tmp.rename(out_dir)
+    controlnet.save_pretrained(directory, safe_serialization=True)
 
 
 def _randomise_zero_convolutions(controlnet) -> None:

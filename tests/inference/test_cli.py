@@ -67,9 +67,10 @@ def test_pretrained_without_weights_says_what_to_download(tmp_path):
     assert run.returncode == 1
     (error,) = run.of_type("error")
     assert error["code"] == "missing_weights"
-    for repo in ("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-3",
-                 "lllyasviel/control_v11f1p_sd15_depth"):
-        assert f"hf download {repo} --revision main" in error["hint"]
+    preset = json.loads((shot / "shot.json").read_text())["preset"]["model"]
+    assert "python -m inference fetch" in error["hint"]
+    for role in ("base", "motion_adapter", "controlnet"):
+        assert f"{preset[role]}@{preset[role + '_revision']}" in error["hint"]
     assert str(tmp_path / "empty-hf") in error["hint"], "the hint names the cache it looked in"
     assert not (tmp_path / "empty-hf").exists() or not any((tmp_path / "empty-hf").rglob("*.safetensors"))
 

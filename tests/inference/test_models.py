@@ -116,7 +116,8 @@ def test_a_path_that_is_not_there_is_reported_missing_not_a_crash(hub_cache, tmp
     assert any(m.startswith(nowhere) for m in models.missing_files(spec))
     hint = models.download_hint(spec)
     assert f"{nowhere!r} ([model] base) is neither a directory on this machine nor a Hugging Face id" in hint
-    assert "hf download guoyww/animatediff-motion-adapter-v1-5-3" in hint and f"hf download {nowhere}" not in hint
+    assert "python -m inference fetch" in hint
+    assert "guoyww/animatediff-motion-adapter-v1-5-3@" in hint and f"{nowhere}@" not in hint
 
 
 def test_copied_cache_records_file_hashes_computed_once(tiny_model, hub_cache):

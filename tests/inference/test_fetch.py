@@ -1,0 +1,290 @@
+"""`fetch` without a network: the refusals, which files it picks per model and variant, the cache
+lookup on a Hugging Face cache laid out here, the tiny model's layout against the same file lists,
+and the warning about revisions that are branch names. Every run points HF_ENDPOINT at a closed
+local port, so a request that should not happen fails instead of reaching the hub."""
+
+import json
+import socket
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_shot, run_backend
+from inference import fetch, models
+from test_models import IDS, ROLES, fake_hub_cache, hub_cache, hub_settings, settings  # noqa: F401 (hub_cache: a fixture)
+
+PICKLES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+
+
+@pytest.fixture
+def closed_endpoint():
+    """An HTTP endpoint on this machine that refuses every connection: a port bound, never listened on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def hub_model(**revisions) -> dict:
+    """[model] overrides naming the test repositories (IDS) at `revisions` (default "main")."""
+    return {**{role: repo for role, repo in IDS.items()},
+            **{f"{role}_revision": revisions.get(role, "main") for role in IDS}}
+
+
+def fetch_env(cache: Path, endpoint: str, offline: bool) -> dict:
+    return {"HF_HUB_CACHE": str(cache), "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "1" if offline else "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+# --- which files: the loader's lists, per model and variant ---------------------------------------
+
+# The hub repositories' file names (weights, pickles, extras), as their "Files and versions" pages list them.
+SD15 = [
+    ".gitattributes", "README.md", "model_index.json", "v1-5-pruned-emaonly.ckpt", "v1-5-pruned-emaonly.safetensors",
+    "v1-5-pruned.ckpt", "v1-5-pruned.safetensors", "v1-inference.yaml", "feature_extractor/preprocessor_config.json",
+    "safety_checker/config.json", "safety_checker/model.safetensors", "safety_checker/model.fp16.safetensors",
+    "safety_checker/pytorch_model.bin", "safety_checker/pytorch_model.fp16.bin", "scheduler/scheduler_config.json",
+    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
+    "text_encoder/pytorch_model.bin", "text_encoder/pytorch_model.fp16.bin", "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
+    "unet/config.json", "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.fp16.bin",
+    "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.non_ema.bin",
+    "unet/diffusion_pytorch_model.non_ema.safetensors", "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json", "vae/diffusion_pytorch_model.bin", "vae/diffusion_pytorch_model.fp16.bin",
+    "vae/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors",
+]
+CONTROLNET = [".gitattributes", "README.md", "config.json", "diffusion_pytorch_model.bin",
+              "diffusion_pytorch_model.fp16.bin", "diffusion_pytorch_model.fp16.safetensors",
+              "diffusion_pytorch_model.safetensors", "images/control.png", "images/input.png", "sd.png"]
+BASE_COMMON = {"model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "unet/config.json",
+               "vae/config.json", "tokenizer/merges.txt", "tokenizer/vocab.json", "tokenizer/tokenizer_config.json",
+               "tokenizer/special_tokens_map.json"}
+WEIGHTS = ("unet/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "text_encoder/model")
+
+
+def test_the_base_gets_the_pipeline_files_in_the_variant_asked_for_never_pickles():
+    base = models.real_spec(hub_settings()).source("base")
+    fp16, unmet = fetch.select(base, SD15, "fp16")
+    assert not unmet
+    assert sorted(fp16) == sorted(BASE_COMMON | {f"{w}.fp16.safetensors" for w in WEIGHTS})
+    full, _ = fetch.select(base, SD15, "full")
+    assert sorted(full) == sorted(BASE_COMMON | {f"{w}.safetensors" for w in WEIGHTS})
+    assert not any(f.endswith(PICKLES) for f in fp16 + full)
+    assert not any(f.startswith(("safety_checker/", "feature_extractor/", "v1-5-pruned")) for f in fp16 + full)
+
+
+def test_a_single_model_repository_falls_back_to_the_variant_it_has():
+    controlnet = models.real_spec(hub_settings()).source("controlnet")
+    assert fetch.select(controlnet, CONTROLNET, "fp16") == (
+        ["config.json", "diffusion_pytorch_model.fp16.safetensors"], [])
+    assert fetch.select(controlnet, CONTROLNET, "full") == (["config.json", "diffusion_pytorch_model.safetensors"], [])
+    no_fp16 = [f for f in CONTROLNET if ".fp16." not in f]
+    assert fetch.select(controlnet, no_fp16, "fp16")[0] == ["config.json", "diffusion_pytorch_model.safetensors"]
+    only_fp16 = [f for f in CONTROLNET if not f.endswith("model.safetensors")]
+    assert fetch.select(controlnet, only_fp16, "full")[0] == ["config.json", "diffusion_pytorch_model.fp16.safetensors"]
+
+
+def test_a_repository_with_only_pickles_is_named_not_fetched():
+    adapter = models.real_spec(hub_settings()).source("motion_adapter")
+    files, unmet = fetch.select(adapter, ["config.json", "diffusion_pytorch_model.bin"], "fp16")
+    assert files == ["config.json"]
+    assert unmet == ["diffusion_pytorch_model.safetensors or diffusion_pytorch_model.fp16.safetensors"]
+
+
+def test_the_tiny_model_has_the_hub_layout_the_fetch_lists_describe(tiny_model):
+    spec = models.tiny_spec(tiny_model)
+    for source in spec.sources:
+        present = sorted(str(p.relative_to(source.directory)) for p in source.directory.rglob("*") if p.is_file())
+        selected, unmet = fetch.select(source, present, "full")
+        assert not unmet and sorted(selected) == present, source.role
+    base = spec.source("base").directory
+    index = json.loads((base / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    components = {name for name, value in index.items() if isinstance(value, list) and value[0] is not None}
+    assert components == {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}
+    assert components == {p.name for p in base.iterdir() if p.is_dir()}
+
+
+# --- the command: refusals and the cache lookup, never the network -------------------------------
+
+def test_offline_fetch_refuses_and_names_every_model(tmp_path, closed_endpoint):
+    shot = make_shot(tmp_path / "shot", frames=1)
+    run = run_backend("fetch", str(shot), env=fetch_env(tmp_path / "hub", closed_endpoint, offline=True))
+    assert run.returncode == 1, run.stderr
+    (error,) = run.of_type("error")
+    assert error["code"] == "offline"
+    for repo in ("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-3",
+                 "lllyasviel/control_v11f1p_sd15_depth"):
+        assert repo in error["message"]
+    assert "HF_HUB_OFFLINE" in error["hint"] and "network access" in error["hint"]
+    assert not (tmp_path / "hub").exists(), "an offline refusal writes nothing"
+
+
+def test_an_unreachable_hub_names_every_model_it_could_not_get(tmp_path, closed_endpoint):
+    shot = make_shot(tmp_path / "shot", frames=1, model=hub_model())
+    run = run_backend("fetch", str(shot), env=fetch_env(tmp_path / "hub", closed_endpoint, offline=False))
+    assert run.returncode == 1, run.stderr
+    (error,) = run.of_type("error")
+    assert error["code"] == "fetch_failed" and "Nothing was fetched" in error["message"]
+    assert all(f"{repo}@main" in error["message"] for repo in IDS.values())
+    assert "network access" in error["hint"]
+
+
+def write_preset(path: Path, model: dict) -> Path:
+    """A preset file with only the [model] table `fetch --preset` reads: the default's, changed by `model`."""
+    default = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))["model"]
+    lines = ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in {**default, **model}.items()]  # JSON str/int is TOML
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_complete_cache_fetches_nothing_even_offline(tiny_model, tmp_path, closed_endpoint):
+    snapshots = fake_hub_cache(tiny_model, tmp_path / "hub", fp16=True, symlinks=True)
+    preset = write_preset(tmp_path / "preset.toml", hub_model(base=snapshots["base"].name))  # base pinned
+    for offline in (False, True):
+        run = run_backend("fetch", "--preset", str(preset), env=fetch_env(tmp_path / "hub", closed_endpoint, offline))
+        assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
+        assert not run.of_type("progress"), "nothing to download, so no download progress"
+        (result,) = run.of_type("result")
+        assert result["fetched_bytes"] == 0 and result["variant"] == "fp16"
+        for record in result["models"]:
+            snapshot = snapshots[record["role"]]
+            assert record["state"] == "present" and record["commit"] == snapshot.name
+            on_disk = {str(p.relative_to(snapshot)): p.stat().st_size for p in snapshot.rglob("*") if p.is_file()}
+            assert record["files"] == on_disk, "every file the loader reads, with its size"
+        assert result["total_bytes"] == sum(sum(r["files"].values()) for r in result["models"])
+        # The two branch-named revisions are warned about, each with the commit the cache's refs/main names.
+        warnings = {w["message"].split(":")[0]: w["message"] for w in run.of_type("warning")
+                    if w["code"] == "revision_not_pinned"}
+        assert sorted(warnings) == sorted([IDS["motion_adapter"], IDS["controlnet"]])
+        assert f'[model] controlnet_revision = "{snapshots["controlnet"].name}"' in warnings[IDS["controlnet"]]
+
+
+# --- revisions that are branch names --------------------------------------------------------------
+
+def test_unpinned_revisions_say_how_to_pin(hub_cache):
+    commit = "a" * 40
+    refs = hub_cache / f"models--{IDS['base'].replace('/', '--')}" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text(commit)
+    messages = dict(zip(IDS, models.unpinned_revisions(models.real_spec(hub_settings()))))
+    assert f'set [model] base_revision = "{commit}"' in messages["base"]
+    assert "presets/README.md" in messages["controlnet"]
+    assert f"https://huggingface.co/{IDS['controlnet']}/commits/main" in messages["controlnet"]
+    pinned = models.real_spec(settings(**hub_model(**{role: commit for role in IDS})))
+    assert models.unpinned_revisions(pinned) == []
+
+
+def test_validate_check_weights_warns_about_a_branch_name(tmp_path):
+    shot = make_shot(tmp_path / "shot", frames=1, model={"base_revision": "main"})
+    run = run_backend("validate", str(shot), "--check-weights", env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert run.returncode == 0, run.stderr
+    messages = [w["message"] for w in run.of_type("warning") if w["code"] == "revision_not_pinned"]
+    assert any(m.startswith("stable-diffusion-v1-5/stable-diffusion-v1-5: revision 'main'") for m in messages)
+    assert not any(m.startswith("guoyww/") for m in messages), "a commit hash is pinned"
+
+
+# --- the download itself, from a hub served on this machine ---------------------------------------
+
+class FakeHub:
+    """The hub's two HTTP routes that `fetch` uses, serving the tiny model as the test repositories
+    (IDS) plus pickled copies of every weight file, and logging every request it gets."""
+
+    COMMIT = "c" * 40
+
+    def __init__(self, tiny: Path):
+        import hashlib
+
+        self.files = {}  # repo -> {name: bytes}
+        for role, repo in IDS.items():
+            root = tiny / ROLES[role]
+            files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+            files.update({n.replace(".safetensors", ".bin"): b"pickle" for n in list(files) if n.endswith(".safetensors")})
+            self.files[repo] = files
+        self.sha256 = {(r, n): hashlib.sha256(b).hexdigest() for r, fs in self.files.items() for n, b in fs.items()}
+        self.requests = []
+
+    def handler(self):
+        import http.server
+        from urllib.parse import unquote, urlparse
+
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def route(self):
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append((self.command, path))
+                for repo, files in hub.files.items():
+                    if path.startswith(f"/api/models/{repo}/revision/"):
+                        body = json.dumps({"id": repo, "sha": hub.COMMIT, "siblings": [
+                            {"rfilename": n, "size": len(b)} for n, b in files.items()]}).encode()
+                        return 200, {"Content-Type": "application/json"}, body
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix):
+                        name = path[len(prefix):].split("/", 1)[1]
+                        if name in files:
+                            return 200, {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hub.sha256[repo, name]}"'}, files[name]
+                return 404, {"X-Error-Code": "EntryNotFound"}, b"not found"
+
+            def reply(self, with_body):
+                status, headers, body = self.route()
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self.reply(with_body=False)
+
+            def do_GET(self):
+                self.reply(with_body=True)
+
+        return Handler
+
+
+@pytest.fixture
+def fake_hub(tiny_model):
+    import http.server
+    import threading
+
+    hub = FakeHub(tiny_model)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hub.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    yield hub
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake_hub, tmp_path):
+    shot = make_shot(tmp_path / "shot", frames=1, model=hub_model())
+    env = fetch_env(tmp_path / "hub", fake_hub.endpoint, offline=False)
+    run = run_backend("fetch", str(shot), "--variant", "full", env=env)
+    assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
+    (result,) = run.of_type("result")
+    downloaded = {(m, p.split("/resolve/")[0][1:], p.split("/resolve/")[1].split("/", 1)[1])
+                  for m, p in fake_hub.requests if "/resolve/" in p}
+    for record in result["models"]:
+        repo = record["id"]
+        assert record["state"] == "fetched" and record["commit"] == FakeHub.COMMIT
+        expected = {n: len(b) for n, b in fake_hub.files[repo].items() if not n.endswith(".bin")}
+        assert record["files"] == expected, "every safetensors/config/tokenizer file, no pickle"
+        assert {n for m, r, n in downloaded if r == repo and m == "GET"} == set(expected)
+    assert result["fetched_bytes"] == result["total_bytes"] == sum(sum(r["files"].values()) for r in result["models"])
+    progress = run.of_type("progress")
+    assert progress[-1]["done"] == progress[-1]["total"] == result["fetched_bytes"]
+    assert all(a["done"] <= b["done"] for a, b in zip(progress, progress[1:]))
+
+    # The loader finds it all: the shot's real weights are present, and a second fetch asks the hub nothing.
+    check = run_backend("validate", str(shot), "--check-weights", env=env)
+    assert check.of_type("result")[0]["real_weights_present"] is True
+    fake_hub.requests.clear()
+    again = run_backend("fetch", str(shot), "--variant", "full", env=env)
+    assert again.returncode == 0 and again.of_type("result")[0]["fetched_bytes"] == 0
+    assert fake_hub.requests == []
