@@ -143,7 +143,9 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
         scene = ownership.own(bpy.context.scene, ownership.SHOT)
         scene.name = SCENE_NAME
         return scene
-    ownership.remove(ownership.EDIT)  # the edit of the shot being replaced shows its frames
+    edit = ownership.find_scene(ownership.EDIT)
+    if edit is not None:  # its strips show the replaced shot's frames; the artist's own strips stay
+        sequencer.remove_our_strips(edit)
     return ownership.new_scene(SCENE_NAME, ownership.SHOT)
 
 
