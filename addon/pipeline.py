@@ -21,6 +21,7 @@ import bpy
 from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
+from .core.stage_status import StageKeys, StageState, stage_states
 from .core.stamps import Stamps, digest
 from .scene import bake, ownership, passes, roles, sequencer
 from .scene.destruction import stage as destruction
@@ -104,6 +105,18 @@ class ShotJob:
 
     def generate_key(self) -> str:
         return digest("generate", self.pass_key(), self.preset.section_hash("look", "model"), self.weights)
+
+    def composite_key(self) -> str:
+        return digest("composite", self.generate_key())
+
+    def stage_states(self) -> dict[str, StageState]:
+        """What the panel shows for each stage (core/stage_status.py)."""
+        scene_key = self.scene_key()
+        keys = StageKeys(scene=scene_key, passes=self.pass_key(), generate=self.generate_key(),
+                         composite=self.composite_key())
+        shot = ownership.find_scene(ownership.SHOT)
+        in_file = shot.get("rubble_scene_key") if shot is not None and shot.get("rubble_shot_dir") == str(self.shot_dir) else None
+        return stage_states(self.shot_dir, keys, self.shot_frames(), in_file)
 
     def check_cancel(self) -> None:
         if self.cancel_requested:
@@ -383,7 +396,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
 
 def stage_composite(job: ShotJob) -> Iterator[Progress]:
     movie = job.shot_dir / "final.mp4"
-    key = digest("composite", job.generate_key())
+    key = job.composite_key()
     if job.stamps.is_fresh("composite", key, [movie]) and ownership.find_scene(ownership.EDIT):
         yield _up_to_date("composite")
         return

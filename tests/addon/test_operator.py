@@ -83,8 +83,9 @@ class Harness:
         self.reports.append((set(level), message))
 
 
-for _name in ("_begin", "_start_ticking", "_done_message", "execute", "modal", "cancel", "_end"):
-    setattr(Harness, _name, RUBBLE_OT_generate_final.__dict__[_name])
+for _name in ("stages", "_begin", "_start_ticking", "_done_message", "_finished", "execute", "modal", "cancel",
+              "_end"):
+    setattr(Harness, _name, getattr(RUBBLE_OT_generate_final, _name))
 
 TIMER, ESC = types.SimpleNamespace(type="TIMER"), types.SimpleNamespace(type="ESC")
 
