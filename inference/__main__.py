@@ -219,8 +219,7 @@ def tiny_model(args) -> int:
 
 
 def doctor(args) -> int:
-    from . import doctor as doctor_module
-    from . import models
+    from . import doctor as doctor_module  # imports nothing heavy: it first checks what is installed
     from . import shot as shot_module
 
     if args.shot:
@@ -228,7 +227,7 @@ def doctor(args) -> int:
     else:
         preset = tomllib.loads(DEFAULT_PRESET.read_text(encoding="utf-8"))
         model = shot_module.model_settings(preset["model"])
-    report = doctor_module.check(model, models.tiny_dir(args.tiny_model))
+    report = doctor_module.check(model, args.tiny_model)
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
 

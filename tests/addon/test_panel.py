@@ -202,3 +202,27 @@ def test_the_same_panel_is_in_the_sequencer(session):
     layout = RecordingLayout()
     panel.RUBBLE_PT_shot_sequencer.draw(types.SimpleNamespace(layout=layout), bpy.context)
     assert ("operator", "rubble.generate_final", True) in layout.drawn
+
+
+def _png(path, size=(8, 4)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = bpy.data.images.new("png", *size)
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def test_results_are_one_click_away(session, tmp_path):
+    """Headless there is no Image Editor to open: the operators load the images as data-blocks."""
+    shot_dir = tmp_path / "shot"
+    job = pipeline.ShotJob(shot_dir=shot_dir, preset=load_preset(session.preset_path))
+    _pretend_done(shot_dir, job)
+    _png(shot_dir / "contact_sheet.png", (16, 4))
+    _png(shot_dir / "frames" / "0004.png")
+    shot_state.invalidate()
+    assert bpy.ops.rubble.open_contact_sheet() == {"FINISHED"}
+    sheet = bpy.data.images["Rubble Contact Sheet"]
+    assert sheet.filepath == str(shot_dir / "contact_sheet.png") and tuple(sheet.size) == (16, 4)
+    assert bpy.ops.rubble.show_result() == {"FINISHED"}
+    last = bpy.data.images["Rubble Last Frame"]
+    assert last.filepath == str(shot_dir / "frames" / "0004.png") and tuple(last.size) == (8, 4)
