@@ -4,7 +4,7 @@ import bpy
 from ..core import backend
 from . import operators, panel, preferences, results
 
-_classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings,
+_classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings, *preferences.SETUP_OPERATORS,
             operators.RUBBLE_OT_generate_final, *operators.STAGE_OPERATORS,
             results.RUBBLE_OT_show_result, results.RUBBLE_OT_open_contact_sheet,
             panel.RUBBLE_PT_shot, panel.RUBBLE_PT_shot_sequencer)
