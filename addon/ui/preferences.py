@@ -12,8 +12,9 @@ import bpy
 from ..core import backend, installer
 from ..core.preset import DEFAULT_PRESET
 
-# The extension's package name (bl_ext.<repo>.rubble): preferences are keyed by it.
-ADDON_PACKAGE = __package__.rpartition(".addon")[0] or __package__
+# The extension's package name (bl_ext.<repo>.rubble): preferences are keyed by it. From a
+# checkout enabled as the add-on `addon`, that name.
+ADDON_PACKAGE = __package__.rpartition(".addon")[0] or __package__.partition(".")[0]
 LOG_LINES = 12  # how much of a running setup's output the preferences show
 
 

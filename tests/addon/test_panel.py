@@ -226,3 +226,36 @@ def test_results_are_one_click_away(session, tmp_path):
     assert bpy.ops.rubble.show_result() == {"FINISHED"}
     last = bpy.data.images["Rubble Last Frame"]
     assert last.filepath == str(shot_dir / "frames" / "0004.png") and tuple(last.size) == (8, 4)
+
+
+def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
+    """The Preferences' setup section (live log with Cancel, then the Doctor's report), drawn
+    into the recording layout by the add-on's own draw code, with the checkout enabled as an add-on."""
+    import sys
+
+    from addon.core import installer
+    from addon.ui import preferences
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.preferences.addon_enable(module="addon")
+    try:
+        prefs = bpy.context.preferences.addons["addon"].preferences
+        job = installer.CommandsRun([[sys.executable, "-c", "import time; print('step 1', flush=True); time.sleep(30)"]],
+                                    tmp_path / "setup.log")
+        preferences.setup.job, preferences.setup.title = job, "Install Backend (cpu: test)"
+        layout = RecordingLayout()
+        preferences.draw_setup(layout, prefs)  # what RubblePreferences.draw draws
+        assert ("operator", "rubble.cancel_setup", True) in layout.drawn
+        assert ("label", "Install Backend (cpu: test): running", True) in layout.drawn
+        assert not bpy.ops.rubble.install_backend.poll() and bpy.ops.rubble.cancel_setup.poll()
+        assert bpy.ops.rubble.cancel_setup() == {"FINISHED"}
+        preferences.setup.report = "Rubble backend doctor\n  torch        MISSING"
+        layout = RecordingLayout()
+        preferences.draw_setup(layout, prefs)  # what RubblePreferences.draw draws
+        assert ("label", "Install Backend (cpu: test): cancelled", True) in layout.drawn
+        assert ("label", "Cancelled.", True) in layout.drawn and ("label", "  torch        MISSING", True) in layout.drawn
+        assert not any(name == "rubble.cancel_setup" for _, name, _ in layout.drawn)
+        assert prefs.backend_python == ""
+    finally:
+        preferences.setup.job, preferences.setup.report = None, ""
+        bpy.ops.preferences.addon_disable(module="addon")
