@@ -115,7 +115,8 @@ class ShotJob:
         keys = StageKeys(scene=scene_key, passes=self.pass_key(), generate=self.generate_key(),
                          composite=self.composite_key())
         shot = ownership.find_scene(ownership.SHOT)
-        in_file = shot.get("rubble_scene_key") if shot is not None and shot.get("rubble_shot_dir") == str(self.shot_dir) else None
+        ours = shot is not None and shot.get("rubble_shot_dir") == str(self.shot_dir)
+        in_file = shot.get("rubble_scene_key") if ours else None
         return stage_states(self.shot_dir, keys, self.shot_frames(), in_file)
 
     def check_cancel(self) -> None:

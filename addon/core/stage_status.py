@@ -59,7 +59,8 @@ def _passes(stamps: Stamps, key: str, shot_dir: Path, frames: range) -> StageSta
     return StageState(STALE, f"{fresh} of {len(frames)} frames up to date")
 
 
-def stage_states(shot_dir: Path, keys: StageKeys, frames: range, scene_key_in_file: str | None) -> dict[str, StageState]:
+def stage_states(shot_dir: Path, keys: StageKeys, frames: range,
+                 scene_key_in_file: str | None) -> dict[str, StageState]:
     """Each panel stage's state. `scene_key_in_file`: the key of the shot's scene in the open
     .blend (None when it has none): Build is about that scene, Bake about shot.blend."""
     shot_dir = Path(shot_dir)
@@ -86,7 +87,8 @@ def blocked_reason(stage: str, states: dict[str, StageState] | None, setup_error
     make by itself blocks it: a run in progress, the settings, a missing backend, and the
     stages a single-stage run needs done first."""
     if running:  # the shot folder of the run in progress
-        return f"Rubble is already generating {running}: wait for it to finish, or press Esc to cancel it, then run again."
+        return (f"Rubble is already generating {running}: wait for it to finish, "
+                "or press Esc to cancel it, then run again.")
     if setup_error:
         return setup_error
     if stage in ("final", "generate") and backend_error:

@@ -27,33 +27,49 @@ def load_image(path: Path, name: str) -> bpy.types.Image:
     return image
 
 
-def show_in_image_editor(context, image: bpy.types.Image) -> bool:
-    """Put `image` in an Image Editor: the first one open, else a new window. False headless."""
-    if bpy.app.background:
-        return False
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "IMAGE_EDITOR":
-                area.spaces.active.image = image
-                return True
+def _area_in_new_window(context, ui_type: str):
+    """A new window (a copy of the first), its largest area turned into `ui_type`: the
+    artist's own windows keep what they show."""
     with context.temp_override(window=context.window_manager.windows[0]):
         bpy.ops.wm.window_new()
-    area = context.window_manager.windows[-1].screen.areas[0]
-    area.ui_type = "IMAGE_EDITOR"
+    window = context.window_manager.windows[-1]
+    area = max(window.screen.areas, key=lambda a: a.width * a.height)
+    area.ui_type = ui_type
+    return window, area
+
+
+def _find_area(context, area_type: str):
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == area_type:
+                return window, area
+    return None, None
+
+
+def show_in_image_editor(context, image: bpy.types.Image) -> bool:
+    """Put `image` in an Image Editor: the first one open, else one in a new window. False headless."""
+    if bpy.app.background or not context.window_manager.windows:
+        return False
+    _, area = _find_area(context, "IMAGE_EDITOR")
+    if area is None:
+        _, area = _area_in_new_window(context, "IMAGE_EDITOR")
     area.spaces.active.image = image
     return True
 
 
 def play_edit(context) -> bool:
-    """Show Rubble's edit in the window that has a Sequencer (else the current one) and play it."""
+    """Play Rubble's edit in a Sequencer: the window that has one shows the edit scene, else a
+    new window with a Sequencer and its preview does. False headless."""
     edit = ownership.find_scene(ownership.EDIT)
     if edit is None or bpy.app.background or not context.window_manager.windows:
         return False
-    windows = list(context.window_manager.windows)
-    window = next((w for w in windows if any(a.type == "SEQUENCE_EDITOR" for a in w.screen.areas)), windows[0])
+    window, area = _find_area(context, "SEQUENCE_EDITOR")
+    if area is None:
+        window, area = _area_in_new_window(context, "SEQUENCE_EDITOR")
+        area.spaces.active.view_type = "SEQUENCER_PREVIEW"
     window.scene = edit
     edit.frame_set(edit.frame_start)
-    with context.temp_override(window=window):
+    with context.temp_override(window=window, area=area):
         if not context.screen.is_animation_playing:
             bpy.ops.screen.animation_play()
     return True
@@ -65,8 +81,11 @@ def show(context, shot_dir: Path, frames: range) -> bpy.types.Image | None:
     if not last.is_file():
         return None
     image = load_image(last, LAST_FRAME_IMAGE)
-    show_in_image_editor(context, image)
-    play_edit(context)
+    try:
+        show_in_image_editor(context, image)
+        play_edit(context)
+    except RuntimeError as exc:  # a window layout Blender refuses: the run itself succeeded
+        print(f"Rubble: could not show the result ({exc}); use Show Result in the panel.")
     return image
 
 

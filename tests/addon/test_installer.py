@@ -45,7 +45,8 @@ def test_the_plan_installs_the_pinned_requirements_with_the_torch_build_for_the_
     assert installer.plan_install(env, "cpu").commands[1][-1] == "https://download.pytorch.org/whl/cpu"
     assert "--extra-index-url" not in installer.plan_install(env, "mps").commands[1]
     offline = installer.plan_install(env, "cuda", find_links=tmp_path / "wheels")
-    assert not offline.needs_network and offline.commands[1][-3:] == ("--no-index", "--find-links", str(tmp_path / "wheels"))
+    assert not offline.needs_network
+    assert offline.commands[1][-3:] == ("--no-index", "--find-links", str(tmp_path / "wheels"))
     assert "online access is off" in installer.network_refusal(False, True)
     assert installer.network_refusal(False, False) is None and installer.network_refusal(True, True) is None
     kind, seen = installer.detect_accelerator()

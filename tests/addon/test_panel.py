@@ -174,7 +174,8 @@ def test_panel_draws_every_state_and_greys_out_what_cannot_run(session, tmp_path
     session.preset_path = str(write_preset(tmp_path / "more.toml", **{**SMALL_SHOT, "render": {"samples": 3}}))
     drawn = draw()
     assert states(drawn) == [
-        "up to date", "up to date", "stale (0 of 4 frames up to date)", "stale (inputs changed)", "stale (inputs changed)"]
+        "up to date", "up to date", "stale (0 of 4 frames up to date)",
+        "stale (inputs changed)", "stale (inputs changed)"]
     assert not enabled(drawn, "rubble.stage_generate")
 
     # A run in progress greys out every run button, saying why.
@@ -192,7 +193,9 @@ def test_panel_draws_every_state_and_greys_out_what_cannot_run(session, tmp_path
         session.shot_dir = good_folder
         change()
         drawn = draw()
-        assert not any(on for kind, name, on in drawn if kind == "operator" and "stage_" in name or name == "rubble.generate_final")
+        runs = [on for kind, name, on in drawn
+                if kind == "operator" and name.startswith(("rubble.stage_", "rubble.generate"))]
+        assert len(runs) == 6 and not any(runs)
         assert sum(said in t for t in labels(drawn)) == 2  # under Generate Final, and once for the stages
         assert states(drawn) == ["unknown"] * 5
 
@@ -240,8 +243,8 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
     bpy.ops.preferences.addon_enable(module="addon")
     try:
         prefs = bpy.context.preferences.addons["addon"].preferences
-        job = installer.CommandsRun([[sys.executable, "-c", "import time; print('step 1', flush=True); time.sleep(30)"]],
-                                    tmp_path / "setup.log")
+        slow = [sys.executable, "-c", "import time; print('step 1', flush=True); time.sleep(30)"]
+        job = installer.CommandsRun([slow], tmp_path / "setup.log")
         preferences.setup.job, preferences.setup.title = job, "Install Backend (cpu: test)"
         layout = RecordingLayout()
         preferences.draw_setup(layout, prefs)  # what RubblePreferences.draw draws
@@ -253,7 +256,8 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
         layout = RecordingLayout()
         preferences.draw_setup(layout, prefs)  # what RubblePreferences.draw draws
         assert ("label", "Install Backend (cpu: test): cancelled", True) in layout.drawn
-        assert ("label", "Cancelled.", True) in layout.drawn and ("label", "  torch        MISSING", True) in layout.drawn
+        assert ("label", "Cancelled.", True) in layout.drawn
+        assert ("label", "  torch        MISSING", True) in layout.drawn
         assert not any(name == "rubble.cancel_setup" for _, name, _ in layout.drawn)
         assert prefs.backend_python == ""
     finally:
