@@ -46,7 +46,9 @@ class PipelineRun:
 
     @classmethod
     def poll(cls, context):
-        reason = shot_state.blocked_reason(context, cls.panel_stage)
+        # A missing backend is left to _begin, which refuses with the whole message and the
+        # command that makes one: Blender cuts poll messages short. The panel greys it out.
+        reason = shot_state.blocked_reason(context, cls.panel_stage, check_backend=False)
         if reason:
             cls.poll_message_set(reason)
         return reason is None

@@ -15,8 +15,8 @@ def _button(layout, idname: str, reason: str | None, **kwargs) -> None:
     row = layout.row()
     row.enabled = reason is None
     row.operator(idname, **kwargs)
-    if reason:
-        layout.label(text=reason, icon="INFO")
+    if reason:  # the first line; the button's tooltip (its poll message) has all of it
+        layout.label(text=reason.splitlines()[0], icon="INFO")
 
 
 def draw_shot(layout, context) -> None:
@@ -39,9 +39,9 @@ def draw_shot(layout, context) -> None:
         column.operator(f"rubble.stage_{stage}", text=stage.title())
         split.label(text=state.text if state else "unknown", icon=STATE_ICONS[state.state] if state else "QUESTION")
         if reason and reason != view.setup_error:  # the settings' problem is said once, below
-            box.label(text=reason, icon="INFO")
+            box.label(text=reason.splitlines()[0], icon="INFO")
     if view.setup_error:
-        layout.label(text=view.setup_error, icon="ERROR")
+        layout.label(text=view.setup_error.splitlines()[0], icon="ERROR")
 
     row = layout.row(align=True)
     row.operator("rubble.show_result", icon="SEQUENCE")

@@ -71,7 +71,7 @@ def _compute(context) -> Overview:
         backend_error = None
         find_backend_python(backend_python_preference(context))
     except BackendError as exc:
-        backend_error = f"No backend: install it in Preferences > Add-ons > Rubble ({str(exc).splitlines()[0]})"
+        backend_error = f"No backend: Preferences > Add-ons > Rubble > Install Backend. {exc}"
     try:
         shot_dir = resolve_shot_dir(settings.shot_dir)
         preset = load_preset(bpy.path.abspath(settings.preset_path))
@@ -97,7 +97,8 @@ def overview(context) -> Overview:
     return _cache[2]
 
 
-def blocked_reason(context, stage: str) -> str | None:
+def blocked_reason(context, stage: str, check_backend: bool = True) -> str | None:
     """Why the button of `stage` ("final": Generate Final) is greyed out, or None."""
     view = overview(context)
-    return stage_status.blocked_reason(stage, view.states, view.setup_error, view.backend_error, view.running)
+    backend_error = view.backend_error if check_backend else None
+    return stage_status.blocked_reason(stage, view.states, view.setup_error, backend_error, view.running)

@@ -263,3 +263,15 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
     finally:
         preferences.setup.job, preferences.setup.report = None, ""
         bpy.ops.preferences.addon_disable(module="addon")
+
+
+def test_without_a_backend_generate_is_greyed_out_with_the_command_that_makes_one(session, monkeypatch, tmp_path):
+    monkeypatch.setenv("RUBBLE_BACKEND_PYTHON", "")
+    from addon.core import backend
+    monkeypatch.setattr(backend, "_default_env", tmp_path / "no-backend")
+    drawn = draw()
+    assert not enabled(drawn, "rubble.generate_final") and not enabled(drawn, "rubble.stage_generate")
+    assert enabled(drawn, "rubble.stage_passes")
+    assert any(t.startswith("No backend: Preferences > Add-ons > Rubble > Install Backend.") for t in labels(drawn))
+    with pytest.raises(RuntimeError, match=r"backend environment was not found(.|\n)*-m venv"):
+        bpy.ops.rubble.generate_final()
