@@ -67,6 +67,8 @@ def play_edit(context) -> bool:
     if area is None:
         window, area = _area_in_new_window(context, "SEQUENCE_EDITOR")
         area.spaces.active.view_type = "SEQUENCER_PREVIEW"
+    for name in ("preset_path", "shot_dir", "weights"):  # its Rubble panel shows the same shot
+        setattr(edit.rubble, name, getattr(context.scene.rubble, name))
     window.scene = edit
     edit.frame_set(edit.frame_start)
     with context.temp_override(window=window, area=area):
