@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import bpy
 from .core import VERSION, backend
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
+from .core.stage_status import StageKeys, StageState, stage_states
 from .core.stamps import Stamps, digest
 from .scene import bake, ownership, passes, roles, sequencer
 from .scene.destruction import stage as destruction
@@ -60,12 +62,17 @@ class ShotJob:
     backend_python: str = ""                   # add-on preference or --backend-python
     weights: str | None = None                 # overrides preset model.weights
     tiny_model: Path | None = None
+    # A Blender binary that renders the passes in a background process (`-b shot.blend`, the
+    # command a farm chunk runs), so the UI never freezes and Cancel kills it at once.
+    # "": render in this process (the CLI, which is a background Blender already; the bpy module).
+    blender: str = ""
     # True when this process belongs to the job (the CLI): it may reset or open the main
     # file. False inside an artist's session: the shot gets its own scene, nothing else changes.
     owns_session: bool = False
     cancel_requested: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     scene: bpy.types.Scene | None = None
+    passes_process: subprocess.Popen | None = None  # the background Blender, while it renders
     _objects: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -98,6 +105,19 @@ class ShotJob:
 
     def generate_key(self) -> str:
         return digest("generate", self.pass_key(), self.preset.section_hash("look", "model"), self.weights)
+
+    def composite_key(self) -> str:
+        return digest("composite", self.generate_key())
+
+    def stage_states(self) -> dict[str, StageState]:
+        """What the panel shows for each stage (core/stage_status.py)."""
+        scene_key = self.scene_key()
+        keys = StageKeys(scene=scene_key, passes=self.pass_key(), generate=self.generate_key(),
+                         composite=self.composite_key())
+        shot = ownership.find_scene(ownership.SHOT)
+        ours = shot is not None and shot.get("rubble_shot_dir") == str(self.shot_dir)
+        in_file = shot.get("rubble_scene_key") if ours else None
+        return stage_states(self.shot_dir, keys, self.shot_frames(), in_file)
 
     def check_cancel(self) -> None:
         if self.cancel_requested:
@@ -143,7 +163,9 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
         scene = ownership.own(bpy.context.scene, ownership.SHOT)
         scene.name = SCENE_NAME
         return scene
-    ownership.remove(ownership.EDIT)  # the edit of the shot being replaced shows its frames
+    edit = ownership.find_scene(ownership.EDIT)
+    if edit is not None:  # its strips show the replaced shot's frames; the artist's own strips stay
+        sequencer.remove_our_strips(edit)
     return ownership.new_scene(SCENE_NAME, ownership.SHOT)
 
 
@@ -230,6 +252,9 @@ def stage_passes(job: ShotJob) -> Iterator[Progress]:
     if not todo:
         yield _up_to_date("passes")
         return
+    if job.blender:
+        yield from _passes_in_background(job, key, todo)
+        return
     device = passes.configure(job.scene, job.preset)
     passes.write_device_record(job.shot_dir, first, last, todo, device)
     for done, frame in enumerate(todo):
@@ -238,6 +263,71 @@ def stage_passes(job: ShotJob) -> Iterator[Progress]:
         passes.render_frame(job.scene, frame, job.pass_path(frame))
         job.stamps.record("passes", key, item=str(frame))
     yield Progress("passes", len(todo), len(todo), f"rendered {len(todo)} frames")
+
+
+def background_blender() -> str:
+    """This Blender's own binary, when there is one to start: the bpy module (tests, the
+    wheel) has none (`binary_path` is empty), and then the passes render in-process."""
+    path = bpy.app.binary_path
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else ""
+
+
+def headless_entry(root: Path = backend.PACKAGE_ROOT) -> str:
+    """`--python-expr` that runs the Rubble CLI from the extension's folder with the arguments
+    after `--`: works whether or not the extension is enabled in that Blender (README, farms)."""
+    return (f"import sys; sys.path.insert(0, {str(root)!r}); from addon.cli import main; "
+            "sys.exit(main(sys.argv[sys.argv.index('--') + 1:]))")
+
+
+def background_passes_command(blender: str, shot_dir: Path, first: int, last: int) -> list[str]:
+    """The farm chunk's command for frames first-last of the shot saved in shot.blend."""
+    return [blender, "-b", str(Path(shot_dir) / "shot.blend"), "--python-expr", headless_entry(), "--",
+            "shot", str(shot_dir), "--stages", "passes", "--frames", f"{first}-{last}"]
+
+
+def _remove_unfinished_passes(job: ShotJob) -> None:
+    """A killed render leaves its temporary EXR (passes.render_frame writes tmp + rename)."""
+    for tmp in (job.shot_dir / "passes").glob(".*.tmp.exr"):
+        tmp.unlink(missing_ok=True)
+
+
+def _passes_in_background(job: ShotJob, key: str, todo: list[int]) -> Iterator[Progress]:
+    """Render `todo` in a background Blender that opens shot.blend (saved by the bake), polling
+    its per-frame stamps. Cancel kills it at once; the frames it finished stay stamped."""
+    log_path = job.shot_dir / "logs" / "passes-background.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = background_passes_command(job.blender, job.shot_dir, todo[0], todo[-1])
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(backend.quote(a) for a in command)}\n")
+        log.flush()
+        job.passes_process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, cwd=str(job.shot_dir))
+    proc = job.passes_process
+    finished = 0
+    try:
+        while proc.poll() is None:
+            if job.cancel_requested:
+                proc.kill()
+                proc.wait()
+                _remove_unfinished_passes(job)
+                job.check_cancel()
+            while finished < len(todo) and job.stamps.is_fresh(
+                    "passes", key, [job.pass_path(todo[finished])], item=str(todo[finished])):
+                finished += 1
+            yield Progress("passes", finished, len(todo),
+                           f"rendering in a background Blender: {finished}/{len(todo)} frames")
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:  # the generator was closed (an error elsewhere, the operator ended)
+            proc.kill()
+            proc.wait()
+            _remove_unfinished_passes(job)
+    missing = [f for f in todo if not job.stamps.is_fresh("passes", key, [job.pass_path(f)], item=str(f))]
+    if proc.returncode != 0 or missing:
+        tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
+        raise StageError(f"The background Blender rendering the passes exited with code {proc.returncode} "
+                         f"({len(missing)} of {len(todo)} frames missing). Its log, {log_path}, ends with:\n{tail}")
+    yield Progress("passes", len(todo), len(todo), f"rendered {len(todo)} frames in a background Blender")
 
 
 # --- generation (backend subprocess) -----------------------------------------------
@@ -307,7 +397,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
 
 def stage_composite(job: ShotJob) -> Iterator[Progress]:
     movie = job.shot_dir / "final.mp4"
-    key = digest("composite", job.generate_key())
+    key = job.composite_key()
     if job.stamps.is_fresh("composite", key, [movie]) and ownership.find_scene(ownership.EDIT):
         yield _up_to_date("composite")
         return

@@ -247,12 +247,11 @@ def fetch(args) -> int:
 
 
 def doctor(args) -> int:
-    from . import doctor as doctor_module
-    from . import models
+    from . import doctor as doctor_module  # imports nothing heavy: it first checks what is installed
     from . import shot as shot_module
 
     model = shot_module.load(args.shot).model if args.shot else _preset_model(DEFAULT_PRESET)
-    report = doctor_module.check(model, models.tiny_dir(args.tiny_model))
+    report = doctor_module.check(model, args.tiny_model)
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
 

@@ -1,33 +1,66 @@
 """`doctor`: what this machine has and lacks for generation, in words a user can act on."""
 
+import os
 import platform
+import shutil
 import sys
 from importlib import metadata
+from pathlib import Path
 
-from . import models, protocol, tiny_model
+from . import protocol
+from .protocol import BackendError
 from .shot import ModelSettings
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "openexr", "numpy", "pillow")
 
 
-def check(model: ModelSettings, tiny_location) -> dict:
-    import torch
+def _free_disk_gb(path: Path) -> float:
+    """Free space where the weights go (the Hugging Face cache), at its nearest existing folder."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return round(shutil.disk_usage(path).free / 2**30, 1)
 
+
+def _gpu(torch) -> tuple[str | None, float | None]:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0), round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "Apple MPS (memory shared with the system)", None
+    return None, None
+
+
+def check(model: ModelSettings, tiny_option: str | None) -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    base = {"interpreter": sys.executable, "versions": versions, "free_disk_gb": _free_disk_gb(hf_home)}
+    absent = [name for name in PACKAGES if versions[name] is None]
+    if absent:  # a broken or foreign environment: say what is missing before importing any of it
+        _print({**base, "gpu": None, "vram_gb": None}, "")
+        raise BackendError(
+            "backend_incomplete", f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not installed "
+            f"in {sys.executable}.",
+            "Install the backend (Preferences > Add-ons > Rubble > Install Backend), or in that environment: "
+            "pip install -r requirements/inference.txt -c requirements/inference.lock.txt")
+    import torch
+
+    from . import models, tiny_model
+
+    gpu, vram = _gpu(torch)
+    tiny_location = models.tiny_dir(tiny_option)
     real = models.real_spec(model)
     missing = models.missing_files(real)
     unpinned = models.unpinned_revisions(real)
     for message in unpinned:
         protocol.warning("revision_not_pinned", message)
     report = {
-        "versions": versions,
+        **base,
         "gpu": gpu,
+        "vram_gb": vram,
         "real_weights": {
             "present": not missing,
             "models": [s.name for s in real.sources],
@@ -41,9 +74,14 @@ def check(model: ModelSettings, tiny_location) -> dict:
 
 
 def _print(report: dict, hint: str) -> None:
-    lines = ["Rubble backend doctor"]
+    lines = ["Rubble backend doctor", f"  interpreter  {report['interpreter']}"]
     lines += [f"  {name:<13}{version or 'MISSING'}" for name, version in report["versions"].items()]
-    lines.append(f"  GPU          {report['gpu'] or 'none (CPU only: real weights will be very slow)'}")
+    vram = f", {report['vram_gb']} GiB" if report["vram_gb"] else ""
+    lines.append(f"  GPU          {(report['gpu'] or 'none (CPU only: real weights will be very slow)') + vram}")
+    lines.append(f"  free disk    {report['free_disk_gb']} GiB (Hugging Face cache)")
+    if "real_weights" not in report:  # stopped early: packages missing
+        print("\n".join(lines), file=sys.stderr)
+        return
     real = report["real_weights"]
     if real["present"]:
         lines.append(f"  weights      present: {', '.join(real['models'])}")

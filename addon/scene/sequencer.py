@@ -13,6 +13,7 @@ from . import ownership
 
 EDIT_SCENE = "Rubble Edit"
 CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
+CHANNEL_NAMES = {CLAY_CHANNEL: "Rubble Clay", GENERATED_CHANNEL: "Rubble Generated (AI)"}
 
 
 def strip_collection(editor: bpy.types.SequenceEditor):
@@ -23,7 +24,7 @@ def _image_strip(strips, name: str, files: list[Path], channel: int, frame_start
     strip = strips.new_image(name=name, filepath=str(files[0]), channel=channel, frame_start=frame_start)
     for path in files[1:]:
         strip.elements.append(path.name)
-    return strip
+    return ownership.own(strip, ownership.EDIT)
 
 
 def show_pixels_unchanged(edit: bpy.types.Scene) -> None:
@@ -37,15 +38,35 @@ def show_pixels_unchanged(edit: bpy.types.Scene) -> None:
     edit.sequencer_colorspace_settings.name = "sRGB"
 
 
+def edit_scene() -> bpy.types.Scene:
+    """The edit scene, kept across runs: the artist may have added strips of their own to it."""
+    return ownership.find_scene(ownership.EDIT) or ownership.own(bpy.data.scenes.new(EDIT_SCENE), ownership.EDIT)
+
+
+def remove_our_strips(edit: bpy.types.Scene) -> None:
+    """Only the strips Rubble tagged go; the artist's own strips in the edit stay as they are."""
+    if edit.sequence_editor is None:
+        return
+    strips = strip_collection(edit.sequence_editor)
+    for strip in [s for s in strips if ownership.is_owned(s, ownership.EDIT)]:
+        strips.remove(strip)
+
+
 def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Path]) -> bpy.types.Scene:
-    edit = ownership.new_scene(EDIT_SCENE, ownership.EDIT)
+    """Clay and generated strips in their named channels, replacing the previous run's (never
+    stacking duplicates), with the shot's frame range, fps and resolution."""
+    edit = edit_scene()
     show_pixels_unchanged(edit)
     edit.frame_start, edit.frame_end = shot_scene.frame_start, shot_scene.frame_end
-    edit.render.fps = shot_scene.render.fps
+    edit.render.fps, edit.render.fps_base = shot_scene.render.fps, shot_scene.render.fps_base
     edit.render.resolution_x = shot_scene.render.resolution_x
     edit.render.resolution_y = shot_scene.render.resolution_y
     edit.render.resolution_percentage = 100
-    strips = strip_collection(edit.sequence_editor_create())
+    editor = edit.sequence_editor_create()
+    remove_our_strips(edit)
+    for channel, name in CHANNEL_NAMES.items():
+        editor.channels[channel].name = name
+    strips = strip_collection(editor)
     _image_strip(strips, "Clay", clay, CLAY_CHANNEL, shot_scene.frame_start)
     _image_strip(strips, "Generated (AI)", generated, GENERATED_CHANNEL, shot_scene.frame_start)
     return edit

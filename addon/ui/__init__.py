@@ -1,11 +1,13 @@
-"""The artist's side: preferences, the sidebar panel and the Generate Final operator."""
+"""The artist's side: preferences, the sidebar panels, Generate Final and the per-stage buttons."""
 import bpy
 
 from ..core import backend
-from . import operators, panel, preferences, presets
+from . import operators, panel, preferences, presets, results
 
-_classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings,
-            operators.RUBBLE_OT_generate_final, panel.RUBBLE_PT_shot)
+_classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings, *preferences.SETUP_OPERATORS,
+            operators.RUBBLE_OT_generate_final, *operators.STAGE_OPERATORS,
+            results.RUBBLE_OT_show_result, results.RUBBLE_OT_open_contact_sheet,
+            panel.RUBBLE_PT_shot, panel.RUBBLE_PT_shot_sequencer)
 
 
 def register():

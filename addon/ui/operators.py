@@ -1,12 +1,12 @@
-"""Generate Final: runs the missing stages with a progress bar and Cancel (Esc).
+"""Generate Final and one button per stage: run stages with a progress bar and Cancel (Esc).
 
 Thin by design: check, read settings, drive `pipeline.run`. From the UI (invoke) it
-advances one step per timer tick, so Blender never freezes; from a script or
-`blender -b` (execute) it runs the same steps to the end. Every way out (done, Esc,
-an error, an unexpected bug, Blender cancelling the operator) goes through `_end`,
-which stops the timer and the progress bar, closes the job and says why.
+advances one step per timer tick, so Blender never freezes (the passes render in a
+background Blender, the generation in the backend process; each tick only polls them);
+from a script or `blender -b` (execute) it runs the same steps to the end. Every way out
+(done, Esc, an error, an unexpected bug, Blender cancelling the operator) goes through
+`_end`, which stops the timer and the progress bar, closes the job and says why.
 """
-import os
 import traceback
 
 import bpy
@@ -14,28 +14,10 @@ import bpy
 from .. import pipeline
 from ..core.backend import BackendError, find_backend_python
 from ..core.preset import PresetError
+from . import results, shot_state
+from .shot_state import ShotFolderError, resolve_shot_dir
 from .preferences import backend_python_preference
 from .presets import current_preset
-
-
-class ShotFolderError(ValueError):
-    """The shot folder setting does not name a folder we may write to."""
-
-
-def resolve_shot_dir(setting: str) -> str:
-    """The shot folder as an absolute path. A blend-relative path (the default
-    `//rubble_shot`) in a file that was never saved would land in Blender's working
-    directory (the home folder, `/` or Program Files), so it is refused instead."""
-    if not setting.strip():
-        raise ShotFolderError("No shot folder is set: pick a shot folder in the Rubble panel.")
-    if setting.startswith("//") and not bpy.data.filepath:
-        raise ShotFolderError(f"The shot folder {setting!r} is relative to the .blend file, which was never "
-                              "saved: save the .blend first, or pick a shot folder.")
-    path = bpy.path.abspath(setting)
-    if not os.path.isabs(path):
-        raise ShotFolderError(f"The shot folder {setting!r} is a relative path: pick a shot folder "
-                              "(or save the .blend and use a path starting with //).")
-    return path
 
 
 def _outcome(exc: Exception) -> tuple[set, str]:
@@ -54,19 +36,23 @@ def _outcome(exc: Exception) -> tuple[set, str]:
                        "the traceback is in the system console. Please report it.")
 
 
-class RUBBLE_OT_generate_final(bpy.types.Operator):
-    """Build, simulate, render passes, generate and composite the shot (Esc cancels, keeping finished work)"""
+class PipelineRun:
+    """The run machinery shared by Generate Final and the per-stage buttons; `stages` says
+    which stages a button asks for (pipeline.run adds the scene stages they need)."""
 
-    bl_idname = "rubble.generate_final"
-    bl_label = "Generate Final"
-
-    # The job of the Generate Final running in this Blender, if any. Class-level, so every
-    # instance sees it: a second run would remove the scene the first one renders from.
-    running_job = None
-
+    stages = pipeline.STAGES
     _timer = None
     _job = None
     _steps = None
+
+    @classmethod
+    def poll(cls, context):
+        # A missing backend is left to _begin, which refuses with the whole message and the
+        # command that makes one: Blender cuts poll messages short. The panel greys it out.
+        reason = shot_state.blocked_reason(context, cls.panel_stage, check_backend=False)
+        if reason:
+            cls.poll_message_set(reason)
+        return reason is None
 
     def _begin(self, context) -> bool:
         """Check everything that can be checked before any work starts, then claim the run."""
@@ -84,14 +70,15 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return False
         self._job = pipeline.ShotJob(
-            shot_dir=shot_dir, preset=preset, backend_python=str(python),
-            weights=None if settings.weights == "PRESET" else settings.weights)
+            shot_dir=shot_dir, preset=preset, stages=self.stages, backend_python=str(python),
+            weights=None if settings.weights == "PRESET" else settings.weights,
+            blender=pipeline.background_blender())
         self._steps = pipeline.run(self._job)
         cls.running_job = self._job
         return True
 
     def _done_message(self) -> str:
-        return f"Rubble: done, frames in {self._job.shot_dir}"
+        return f"Rubble: done ({', '.join(self._job.timings)}), shot in {self._job.shot_dir}"
 
     def execute(self, context):
         if not self._begin(context):
@@ -104,7 +91,14 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
         except BaseException:  # Ctrl-C in `blender -b`: release the run, then stop
             self._end(context, {"WARNING"}, "Rubble: interrupted.")
             raise
-        return self._end(context, {"INFO"}, self._done_message())
+        return self._finished(context)
+
+    def _finished(self, context):
+        job = self._job
+        outcome = self._end(context, {"INFO"}, self._done_message())
+        if "generate" in job.stages or "composite" in job.stages:
+            results.show(context, job.shot_dir, job.shot_frames())  # the strip plays, the last frame shows
+        return outcome
 
     def invoke(self, context, event):
         if context.window is None:  # no window, so no timer events would ever arrive
@@ -135,7 +129,7 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
                 index = pipeline.STAGES.index(progress.stage.split(":")[0])
                 context.window_manager.progress_update(int(100 * (index + progress.fraction) / len(pipeline.STAGES)))
         except StopIteration:
-            return self._end(context, {"INFO"}, self._done_message())
+            return self._finished(context)
         except Exception as exc:
             return self._end(context, *_outcome(exc))
         return {"RUNNING_MODAL"}
@@ -152,6 +146,7 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
         cls = RUBBLE_OT_generate_final
         if cls.running_job is self._job:
             cls.running_job = None
+        shot_state.invalidate()
         steps, self._steps = self._steps, None
         if steps is not None:
             try:
@@ -169,3 +164,33 @@ class RUBBLE_OT_generate_final(bpy.types.Operator):
             pass
         self.report(level, message)
         return {"FINISHED"} if "INFO" in level else {"CANCELLED"}
+
+
+class RUBBLE_OT_generate_final(PipelineRun, bpy.types.Operator):
+    """Build, simulate, render passes, generate and composite the shot (Esc cancels, keeping finished work)"""
+
+    bl_idname = "rubble.generate_final"
+    bl_label = "Generate Final"
+    panel_stage = "final"
+
+    # The job of the run in progress in this Blender (Generate Final or one stage), if any.
+    # Class-level, so every instance sees it: a second run would remove the scene the first
+    # one renders from.
+    running_job = None
+
+
+def _stage_operator(stage: str, description: str) -> type:
+    return type(f"RUBBLE_OT_stage_{stage}", (PipelineRun, bpy.types.Operator), {
+        "__doc__": description, "bl_idname": f"rubble.stage_{stage}", "bl_label": stage.title(),
+        "panel_stage": stage, "stages": (stage,)})
+
+
+# The per-stage buttons. The scene stages (build, trigger, bake) always run together first,
+# skipped when fresh (pipeline.run): a built scene is only of use baked.
+STAGE_OPERATORS = tuple(_stage_operator(stage, description) for stage, description in (
+    ("build", "Build the building, its fracture, bonds and trigger, and bake it (skipped when up to date)"),
+    ("bake", "Bake the simulation and save shot.blend (with the build, when it is not up to date)"),
+    ("passes", "Render the data passes in a background Blender (Esc cancels, keeping finished frames)"),
+    ("generate", "Generate the frames with the backend (Esc cancels, keeping finished windows)"),
+    ("composite", "Put the clay and generated strips in the sequencer and render final.mp4"),
+))

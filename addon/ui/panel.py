@@ -1,5 +1,53 @@
-"""The sidebar panel: only draws."""
+"""The sidebar panel, in the 3D view and in the sequencer: only draws.
+
+`draw_shot` takes the layout as an argument so the same code draws both panels (and a
+test can hand it a layout of its own: Blender makes no UILayout without a window)."""
 import bpy
+
+from ..core import stage_status
+from . import shot_state
+
+STATE_ICONS = {stage_status.UP_TO_DATE: "CHECKMARK", stage_status.STALE: "ERROR", stage_status.MISSING: "X"}
+
+
+def _button(layout, idname: str, reason: str | None, **kwargs) -> None:
+    """An operator button, greyed out with the reason under it when it cannot run."""
+    row = layout.row()
+    row.enabled = reason is None
+    row.operator(idname, **kwargs)
+    if reason:  # the first line; the button's tooltip (its poll message) has all of it
+        layout.label(text=reason.splitlines()[0], icon="INFO")
+
+
+def draw_shot(layout, context) -> None:
+    settings = context.scene.rubble
+    view = shot_state.overview(context)
+    layout.prop(settings, "preset_path")
+    layout.prop(settings, "shot_dir")
+    layout.prop(settings, "weights")
+    _button(layout, "rubble.generate_final", shot_state.blocked_reason(context, "final"), icon="RENDER_ANIMATION")
+
+    box = layout.box()
+    box.label(text="Stages")
+    for stage in stage_status.PANEL_STAGES:
+        row = box.row(align=True)
+        state = view.states[stage] if view.states else None
+        reason = shot_state.blocked_reason(context, stage)
+        split = row.split(factor=0.35)
+        column = split.column()
+        column.enabled = reason is None
+        column.operator(f"rubble.stage_{stage}", text=stage.title())
+        split.label(text=state.text if state else "unknown", icon=STATE_ICONS[state.state] if state else "QUESTION")
+        if reason and reason != view.setup_error:  # the settings' problem is said once, below
+            box.label(text=reason.splitlines()[0], icon="INFO")
+    if view.setup_error:
+        layout.label(text=view.setup_error.splitlines()[0], icon="ERROR")
+
+    row = layout.row(align=True)
+    row.operator("rubble.show_result", icon="SEQUENCE")
+    row.operator("rubble.open_contact_sheet", icon="IMAGE_DATA")
+    if settings.status:
+        layout.label(text=settings.status)
 
 
 class RUBBLE_PT_shot(bpy.types.Panel):
@@ -9,11 +57,14 @@ class RUBBLE_PT_shot(bpy.types.Panel):
     bl_category = "Rubble"
 
     def draw(self, context):
-        settings = context.scene.rubble
-        layout = self.layout
-        layout.prop(settings, "preset_path")
-        layout.prop(settings, "shot_dir")
-        layout.prop(settings, "weights")
-        layout.operator("rubble.generate_final", icon="RENDER_ANIMATION")
-        if settings.status:
-            layout.label(text=settings.status)
+        draw_shot(self.layout, context)
+
+
+class RUBBLE_PT_shot_sequencer(bpy.types.Panel):
+    bl_label = "Rubble"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Rubble"
+
+    def draw(self, context):
+        draw_shot(self.layout, context)

@@ -37,6 +37,8 @@ def test_generate_final_runs_the_pipeline_in_the_artists_file(registered, tmp_pa
     assert (tmp_path / "shot" / "final.mp4").is_file()
     assert bpy.context.scene == artist_scene and "My Empty" in artist_scene.objects
     assert {"Rubble", "Rubble Edit"} <= set(bpy.data.scenes.keys())
+    # The result is in Blender (headless: the last frame is loaded as an image data-block).
+    assert bpy.data.images["Rubble Last Frame"].filepath == str(tmp_path / "shot" / "frames" / "0004.png")
 
 
 def test_generate_final_refuses_a_bad_preset_before_any_work(registered, tmp_path):
@@ -83,8 +85,9 @@ class Harness:
         self.reports.append((set(level), message))
 
 
-for _name in ("_begin", "_start_ticking", "_done_message", "execute", "modal", "cancel", "_end"):
-    setattr(Harness, _name, RUBBLE_OT_generate_final.__dict__[_name])
+for _name in ("stages", "_begin", "_start_ticking", "_done_message", "_finished", "execute", "modal", "cancel",
+              "_end"):
+    setattr(Harness, _name, getattr(RUBBLE_OT_generate_final, _name))
 
 TIMER, ESC = types.SimpleNamespace(type="TIMER"), types.SimpleNamespace(type="ESC")
 

@@ -82,3 +82,7 @@ def test_doctor_reports(tmp_path):
     assert report["versions"]["torch"] and report["versions"]["diffusers"]
     assert report["real_weights"]["present"] is False and report["tiny_model"]["present"] is False
     assert "Rubble backend doctor" in run.stderr
+    # What a bug report needs (issue 20 item 3): interpreter, GPU memory, free disk.
+    assert report["interpreter"] == sys.executable and report["free_disk_gb"] > 0 and "vram_gb" in report
+    for line in ("interpreter  ", "free disk    ", "GPU          "):
+        assert line in run.stderr
