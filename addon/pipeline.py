@@ -275,8 +275,7 @@ def background_blender() -> str:
 def headless_entry(root: Path = backend.PACKAGE_ROOT) -> str:
     """`--python-expr` that runs the Rubble CLI from the extension's folder with the arguments
     after `--`: works whether or not the extension is enabled in that Blender (README, farms)."""
-    return (f"import sys; sys.path.insert(0, {str(root)!r}); from addon.cli import main; "
-            "sys.exit(main(sys.argv[sys.argv.index('--') + 1:]))")
+    return f"import sys; sys.path.insert(0, {str(root)!r}); from addon.cli import blender_main; blender_main()"
 
 
 def background_passes_command(blender: str, shot_dir: Path, first: int, last: int) -> list[str]:
