@@ -111,14 +111,18 @@ def warp_sequence(
     channels, frames, height, width = fresh.shape
     out = np.empty_like(fresh)
     out[:, 0] = fresh[:, 0]
+    transitions = 0
     for t, (flow, visible) in enumerate(motions):
-        if t + 1 >= frames:
+        transitions += 1
+        if transitions >= frames:
             break
         residual = draw((channels, height * SUBPIXELS, width * SUBPIXELS))
         warped, covered = transport(out[:, t], flow, visible, residual)
         out[:, t + 1] = np.where(
             covered, np.sqrt(strength) * warped + np.sqrt(1.0 - strength) * fresh[:, t + 1], fresh[:, t + 1]
         )
+    if transitions != frames - 1:
+        raise ValueError(f"{frames} frames need {frames - 1} motions, got {transitions}")
     return out
 
 
