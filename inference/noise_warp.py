@@ -38,6 +38,7 @@ Determinism: the fresh noise is exactly what the generation drew before this mod
 draws u continue that same generator, one (C, h*k, w*k) per frame transition.
 """
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -212,8 +213,19 @@ def provenance(shot: Shot) -> dict:
     return record
 
 
-def _sha256_or_none(path):
-    return files.sha256_file(path) if path.is_file() else None
+def _sha256_or_none(path: Path) -> str | None:
+    # Every window's inputs hash the flow files of all frames before its end, and the stale check
+    # rebuilds them all: remember each file's hash by path, size and modification time.
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return files.sha256_file(Path(path))
 
 
 def motion_lora_file(settings: NoiseSettings) -> Path | None:
