@@ -67,6 +67,7 @@ bench: venvs
 	$(BPY) bench/bench_destruction.py
 	$(IPY) bench/inference_cpu.py
 	$(IPY) bench/control_stats.py
+	$(IPY) bench/noise_warp.py
 
 clean:
 	rm -rf build .pytest_cache

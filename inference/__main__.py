@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--windows", type=_indices, help="only these windows, e.g. 0,2 (a farm task); blend waits for all")
     sub.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
     command("blend", blend_windows, "cross-fade finished windows into frames/")
+    command("noise", noise, "write noise/latents.npy: the initial latents generate will use")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
     sub.add_argument("directory", type=Path)
@@ -158,7 +159,7 @@ def derive_control(args) -> int:
 
 
 def generate(args) -> int:
-    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, windows
+    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, temporal, windows
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -193,6 +194,8 @@ def generate(args) -> int:
     if complete:
         with _Stage("blend", timings):
             outputs += _relative(shot, blend.run(shot))
+        with _Stage("temporal", timings):
+            provenance.add(shot, temporal_warp_error=temporal.measure(shot))
         with _Stage("contact_sheet", timings):
             outputs += _relative(shot, [contact_sheet.write(shot)])
     protocol.result(
@@ -205,6 +208,21 @@ def generate(args) -> int:
         device=device,
         timings=timings,
     )
+    return protocol.EXIT_OK
+
+
+def noise(args) -> int:
+    from . import control, files, noise_warp
+    from . import shot as shot_module
+
+    shot = shot_module.load(args.shot)
+    if shot.noise.mode == "warped":  # the flow it follows (skipped when the control maps are current)
+        control.derive(shot, shot.frames)
+    latents = noise_warp.shot_latents(shot)
+    path = shot.directory / "noise" / "latents.npy"
+    files.write_npy(path, latents)
+    protocol.result("noise", _relative(shot, [path]), shape=list(latents.shape), mode=shot.noise.mode,
+                    sha256=noise_warp.latents_sha256(latents))
     return protocol.EXIT_OK
 
 

@@ -12,7 +12,7 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
-from . import __version__, control, files, models, protocol, windows
+from . import __version__, control, files, models, noise_warp, protocol, windows
 from .cancel import CancelFlag
 from .models import ModelSpec
 from .protocol import BackendError
@@ -81,6 +81,7 @@ def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, win
         "shot_frames": [shot.frame_start, shot.frame_end],  # the shot noise's shape
         "window": [frames[0], frames[-1]],
         "control_sha256": {str(f): controls[f] for f in frames},
+        "noise": noise_warp.inputs(shot, window.stop - 1),
     }
 
 
@@ -142,6 +143,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     chosen = [w for w in plan if selected is None or w.index in selected]
 
     check_window_length(shot, spec)
+    motion_lora = noise_warp.motion_lora_file(shot.noise)  # a missing LoRA is an error before any weights load
 
     # 1. Decide which windows need work.
     identity = model_identity(models.describe(spec))
@@ -168,18 +170,15 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(exc) from exc
     _upcast_vae(pipe)
+    noise_warp.load_motion_lora(pipe, motion_lora)
     load_seconds = time.perf_counter() - started
 
-    # 3. Shot-level noise: drawn once, on the CPU so every device gets the same numbers.
-    generator = torch.Generator("cpu").manual_seed(shot.seed)
-    latent_shape = (
-        1,
-        LATENT_CHANNELS,
-        len(shot.frames),
-        shot.model.height // VAE_SCALE_FACTOR,
-        shot.model.width // VAE_SCALE_FACTOR,
-    )
-    noise = torch.randn(latent_shape, generator=generator, dtype=torch.float32)
+    # 3. Shot-level initial latents (fresh or flow-warped, preset [noise]): made once, on the CPU so
+    # every device gets the same numbers; `python -m inference noise` writes the same array.
+    started = time.perf_counter()
+    shot_latents = noise_warp.shot_latents(shot)
+    noise_seconds = time.perf_counter() - started
+    noise = torch.from_numpy(shot_latents)[None]
 
     # 4. Each window: control frames + its slice of the noise -> frames -> files, record last.
     steps = shot.look.steps
@@ -230,6 +229,8 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
                 "device": device,
                 "seconds": round(seconds, 3),
                 "model_load_seconds": round(load_seconds, 3),
+                "noise_seconds": round(noise_seconds, 4),
+                "latents_sha256": noise_warp.latents_sha256(shot_latents[:, window.start : window.stop]),
             },
         )
         generated.append(window.index)

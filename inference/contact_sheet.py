@@ -1,9 +1,10 @@
-"""contact_sheet.png: clay | depth | normal | generated for a few frames, to judge a shot at a glance."""
+"""contact_sheet.png: clay | depth | normal | generated for a few frames, to judge a shot at a glance,
+and the temporal warp error (inference/temporal.py) in a line at the bottom once it is measured."""
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import blend, control, files, provenance
+from . import blend, control, files, provenance, temporal
 from .shot import Shot
 
 COLUMNS = ("clay", "depth", "normal", "generated")
@@ -27,7 +28,11 @@ def write(shot: Shot):
     smoke_test = provenance.read_smoke_test(shot)
     banner = BANNER_HEIGHT if smoke_test else 0
     rows = sampled_frames(shot)
-    sheet = Image.new("RGB", (cell[0] * len(COLUMNS), banner + LABEL_HEIGHT + len(rows) * (cell[1] + LABEL_HEIGHT)), "black")
+    stability = (provenance.read(shot) or {}).get("temporal_warp_error")
+    footer = LABEL_HEIGHT if stability else 0
+    sheet = Image.new(
+        "RGB", (cell[0] * len(COLUMNS), banner + LABEL_HEIGHT + len(rows) * (cell[1] + LABEL_HEIGHT) + footer), "black"
+    )
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     if smoke_test:
@@ -41,6 +46,8 @@ def write(shot: Shot):
         for column, name in enumerate(COLUMNS):
             sheet.paste(_cell(shot, name, frame, cell), (column * cell[0], top + LABEL_HEIGHT))
         draw.text((4, top + 2), f"frame {frame}", fill="white", font=font)
+    if stability:
+        draw.text((4, sheet.height - footer + 2), temporal.summary(stability), fill="white", font=font)
     path = shot.directory / "contact_sheet.png"
     files.write_png(path, sheet)
     return path

@@ -5,7 +5,7 @@ import platform
 from dataclasses import asdict
 from importlib import metadata
 
-from . import __version__, files, windows
+from . import __version__, files, noise_warp, windows
 from .shot import Shot
 
 SCHEMA = "rubble.provenance/1"
@@ -56,8 +56,20 @@ def write(shot: Shot, model_description: dict) -> None:
             **{name: metadata.version(name) for name in ("torch", "diffusers", "transformers")},
         },
         "windows": records,
+        "noise": noise_warp.provenance(shot),
     }
     files.write_json(shot.directory / "provenance.json", data)
+
+
+def add(shot: Shot, **keys) -> None:
+    """Add top-level keys to an existing provenance.json (e.g. a measurement made after blending)."""
+    path = shot.directory / "provenance.json"
+    files.write_json(path, {**json.loads(path.read_text(encoding="utf-8")), **keys})
+
+
+def read(shot: Shot) -> dict | None:
+    path = shot.directory / "provenance.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def read_smoke_test(shot: Shot) -> bool | None:

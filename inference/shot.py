@@ -11,6 +11,7 @@ SUPPORTED_MAJOR = 1
 WEIGHTS_CHOICES = ("auto", "pretrained", "tiny")
 DEFAULT_DECODE_CHUNK_SIZE = 8  # as addon/core/preset.py and presets/default.toml
 DECODE_CHUNK_SIZE_RANGE = (1, 64)
+NOISE_MODES = ("fresh", "warped")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class NoiseSettings:
+    """The preset's [noise] table (inference/noise_warp.py); a shot without one gets today's fresh noise."""
+
+    mode: str = "fresh"  # "fresh": i.i.d. per frame; "warped": carried along the flow
+    strength: float = 1.0  # share of the warped noise's variance, the rest fresh
+    motion_lora: str = ""  # LoRA for the motion adapter (a local file/directory or a cached hub id)
+    motion_lora_revision: str = "main"
+
+
+@dataclass(frozen=True)
 class Shot:
     directory: Path
     frame_start: int
@@ -62,6 +73,7 @@ class Shot:
     cameras: dict[int, Camera]
     look: Look
     model: ModelSettings
+    noise: NoiseSettings = NoiseSettings()
 
     @property
     def frames(self) -> list[int]:
@@ -144,6 +156,7 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
             controlnet_scale=float(look["controlnet_scale"]),
         ),
         model=settings,
+        noise=noise_settings(preset.get("noise", {})),
     )
 
 
@@ -184,6 +197,22 @@ def model_settings(model: dict) -> ModelSettings:
         decode_chunk_size=int(model.get("decode_chunk_size", DEFAULT_DECODE_CHUNK_SIZE)),
     )
     _check_model(settings)
+    return settings
+
+
+def noise_settings(noise: dict) -> NoiseSettings:
+    """The preset's [noise] table, validated (missing keys take the defaults)."""
+    defaults = NoiseSettings()
+    settings = NoiseSettings(
+        mode=str(noise.get("mode", defaults.mode)),
+        strength=float(noise.get("strength", defaults.strength)),
+        motion_lora=str(noise.get("motion_lora", defaults.motion_lora)),
+        motion_lora_revision=str(noise.get("motion_lora_revision", defaults.motion_lora_revision)),
+    )
+    if settings.mode not in NOISE_MODES:
+        raise ValueError(f"noise mode {settings.mode!r} must be one of {NOISE_MODES}")
+    if not 0.0 <= settings.strength <= 1.0:
+        raise ValueError(f"noise strength {settings.strength} must be between 0 and 1")
     return settings
 
 

@@ -109,6 +109,16 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class NoiseSettings:
+    """Initial noise (inference/noise_warp.py): "fresh" i.i.d. per frame, or "warped" along the flow."""
+    mode: str = field(default="fresh", metadata={"choices": ("fresh", "warped")})
+    # Share of the warped noise's variance: sqrt(s)·warped + sqrt(1-s)·fresh stays N(0, 1).
+    strength: float = field(default=1.0, metadata=_range(0.0, 1.0))
+    motion_lora: str = ""  # a motion-adapter LoRA: local .safetensors/directory or a cached hub id; "" = none
+    motion_lora_revision: str = "main"
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "Unnamed"
     shot: ShotSettings = ShotSettings()
@@ -116,6 +126,7 @@ class Preset:
     render: RenderSettings = RenderSettings()
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
+    noise: NoiseSettings = NoiseSettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -141,7 +152,8 @@ class Preset:
 
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
-             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, **destruction.SECTIONS}
+             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
+             **destruction.SECTIONS}
 
 
 class PresetError(ValueError):
