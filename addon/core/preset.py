@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import controls as controls_schema
+from . import migrations
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
 
-SCHEMA = "rubble.preset/1"
+SCHEMA = migrations.V2
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
 
 
@@ -72,7 +74,6 @@ class LookSettings:
     negative_prompt: str = "cartoon, render, low quality, blurry"
     steps: int = field(default=20, metadata=_range(1, 200))
     guidance_scale: float = field(default=7.5, metadata=_range(0.0, 30.0))
-    controlnet_scale: float = field(default=1.0, metadata=_range(0.0, 2.0))
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,6 @@ class ModelSettings:
     base_revision: str = "main"
     motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-3"
     motion_adapter_revision: str = "main"
-    controlnet: str = "lllyasviel/control_v11f1p_sd15_depth"
-    controlnet_revision: str = "main"
     # SD1.5's VAE downsamples by 8, so the generation size must be a multiple of 8.
     width: int = field(default=512, metadata=_range(64, 2048, multiple_of=8))
     height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
@@ -106,6 +105,7 @@ class Preset:
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
     triggers: tuple[destruction_triggers.Trigger, ...] = ()
+    controls: tuple[controls_schema.Control, ...] = controls_schema.DEFAULT_CONTROLS
 
     @property
     def frame_count(self) -> int:
@@ -117,6 +117,7 @@ class Preset:
         data["shot"]["resolution"] = list(self.shot.resolution)
         data["materials"] = destruction.materials_to_dict(self.materials)
         data["triggers"] = destruction_triggers.to_list(self.triggers)
+        data["controls"] = controls_schema.to_list(self.controls)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -194,7 +195,9 @@ def _build_section(cls, name: str, data: Any, problems: list[str]):
 
 
 def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
+    """A validated preset; data of an older schema (migrations.py) is brought up to date first."""
     problems: list[str] = []
+    data = migrations.migrate(data)
     schema = data.get("schema")
     if schema is None:
         problems.append(f"schema: missing; add `schema = \"{SCHEMA}\"` at the top")
@@ -208,8 +211,9 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
         if key == "trigger":
             problems.append("trigger: the single [trigger] table was replaced by a list; write each trigger as "
                             "[[triggers]] with kind and frame (presets/default.toml has examples)")
-        elif key not in _SECTIONS and key not in ("schema", "name", "materials", "triggers"):
-            problems.append(f"{key}: unknown section or key (known: name, materials, triggers, {', '.join(_SECTIONS)})")
+        elif key not in _SECTIONS and key not in ("schema", "name", "materials", "triggers", "controls"):
+            problems.append(f"{key}: unknown section or key (known: name, materials, triggers, controls, "
+                            f"{', '.join(_SECTIONS)})")
     name = data.get("name", "Unnamed")
     if not isinstance(name, str):
         problems.append(f"name: expected a string, got {name!r}")
@@ -217,7 +221,8 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
     built = {key: _build_section(cls, key, data.get(key, {}), problems) for key, cls in _SECTIONS.items()}
     materials = destruction.parse_materials(data.get("materials"), problems)
     triggers = destruction_triggers.parse(data.get("triggers"), problems)
-    preset = Preset(name=name, materials=materials, triggers=triggers, **built)
+    controls = controls_schema.parse(data.get("controls"), problems)
+    preset = Preset(name=name, materials=materials, triggers=triggers, controls=controls, **built)
     if not problems:
         if preset.shot.frame_end < preset.shot.frame_start:
             problems.append(f"shot.frame_end: {preset.shot.frame_end} is before shot.frame_start {preset.shot.frame_start}")
