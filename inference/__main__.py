@@ -227,7 +227,7 @@ def doctor(args) -> int:
         model = shot_module.load(args.shot).model
     else:
         preset = tomllib.loads(DEFAULT_PRESET.read_text(encoding="utf-8"))
-        model = shot_module.model_settings(preset["model"])
+        model = shot_module.model_settings(preset["model"], shot_module.preset_controls(preset))
     report = doctor_module.check(model, models.tiny_dir(args.tiny_model))
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK

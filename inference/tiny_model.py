@@ -12,10 +12,12 @@ Its frames are noise-like; they prove the plumbing, never the look.
 import json
 from pathlib import Path
 
+from .shot import CONTROL_KINDS
+
 # The layout mirrors the real repositories so one loader serves both.
 BASE = "base"
 MOTION_ADAPTER = "motion_adapter"
-CONTROLNET = "controlnet"
+CONTROLNET = "controlnet"  # one ControlNet per control kind: controlnet_folder(kind)
 MARKER = "rubble_tiny_model.json"
 
 SEED = 0
@@ -35,7 +37,12 @@ MAX_TOKENS = 77  # CLIP's context length, which the SD pipelines pad prompts to
 
 
 def is_tiny_model(path: Path) -> bool:
-    return (path / MARKER).is_file()
+    """A complete tiny model of this version (one built before a control kind existed is rebuilt)."""
+    return (path / MARKER).is_file() and all((path / controlnet_folder(k)).is_dir() for k in CONTROL_KINDS)
+
+
+def controlnet_folder(kind: str) -> str:
+    return f"{CONTROLNET}_{kind}"
 
 
 def build(out_dir: Path) -> None:
@@ -110,18 +117,9 @@ def build(out_dir: Path) -> None:
         motion_num_attention_heads=4,
     ).save_pretrained(tmp / MOTION_ADAPTER, safe_serialization=True)
 
-    torch.manual_seed(SEED)
-    controlnet = ControlNetModel(
-        block_out_channels=BLOCK_OUT_CHANNELS,
-        layers_per_block=2,
-        in_channels=4,
-        down_block_types=DOWN_BLOCK_TYPES,
-        cross_attention_dim=CROSS_ATTENTION_DIM,
-        conditioning_embedding_out_channels=CONDITIONING_EMBEDDING_OUT_CHANNELS,
-        norm_num_groups=2,
-    )
-    _randomise_zero_convolutions(controlnet)
-    controlnet.save_pretrained(tmp / CONTROLNET, safe_serialization=True)
+    for number, kind in enumerate(CONTROL_KINDS):  # each its own weights, as real ControlNets differ
+        _controlnet(ControlNetModel, SEED + 2 * number).save_pretrained(tmp / controlnet_folder(kind),
+                                                                         safe_serialization=True)
 
     (tmp / MARKER).write_text(
         json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
@@ -132,7 +130,24 @@ def build(out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
-def _randomise_zero_convolutions(controlnet) -> None:
+def _controlnet(cls, seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    controlnet = cls(
+        block_out_channels=BLOCK_OUT_CHANNELS,
+        layers_per_block=2,
+        in_channels=4,
+        down_block_types=DOWN_BLOCK_TYPES,
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        conditioning_embedding_out_channels=CONDITIONING_EMBEDDING_OUT_CHANNELS,
+        norm_num_groups=2,
+    )
+    _randomise_zero_convolutions(controlnet, seed)
+    return controlnet
+
+
+def _randomise_zero_convolutions(controlnet, seed: int) -> None:
     """A fresh ControlNet's output convolutions are zero (ControlNet paper, "zero convolution"),
     so its control input would change nothing. Random-initialise them, seeded, so tests can see
     that different control maps give different frames.
@@ -144,7 +159,7 @@ def _randomise_zero_convolutions(controlnet) -> None:
     """
     import torch
 
-    generator = torch.Generator("cpu").manual_seed(SEED + 1)
+    generator = torch.Generator("cpu").manual_seed(seed + 1)
     embedding = controlnet.controlnet_cond_embedding
     hidden = [embedding.conv_in, *embedding.blocks]
     outputs = [embedding.conv_out, controlnet.controlnet_mid_block, *controlnet.controlnet_down_blocks]
