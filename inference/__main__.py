@@ -127,7 +127,7 @@ def validate(args) -> int:
 
 
 def derive_control(args) -> int:
-    from . import control
+    from . import control, control_sheet
     from . import shot as shot_module
 
     shot = shot_module.load(args.shot)
@@ -136,12 +136,13 @@ def derive_control(args) -> int:
         first, last = args.frames
         frames = [f for f in shot.frames if first <= f <= last]
     written = control.derive(shot, frames)
+    written.append(control_sheet.write(shot))
     protocol.result("control", _relative(shot, written), frames=frames)
     return protocol.EXIT_OK
 
 
 def generate(args) -> int:
-    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, windows
+    from . import animatediff_controlnet, blend, contact_sheet, control, control_sheet, models, provenance, windows
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -151,6 +152,7 @@ def generate(args) -> int:
     try:
         with _Stage("control", timings):
             control.derive(shot, shot.frames)
+            control_sheet.write(shot)
         with _Stage("model", timings):
             spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
             device = models.pick_device(args.device, spec)

@@ -19,7 +19,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .protocol import BackendError
 
@@ -28,6 +27,7 @@ KINDS = ("canny", "lineart")
 CANNY_THRESHOLDS = (100, 200)
 # lllyasviel/Annotators holds the ControlNet 1.1 annotators' weights; sk_model.pth is the fine
 # line model, sk_model2.pth the coarse one (LineartDetector loads both).
+BLOCK = 64  # controlnet-aux's detectors work on sizes that are multiples of 64
 LINEART_WEIGHTS = ("lllyasviel/Annotators", "main", ("sk_model.pth", "sk_model2.pth"))
 
 
@@ -46,22 +46,20 @@ def check(shot) -> None:
 def detect(kind: str, clay: np.ndarray) -> np.ndarray:
     """The `kind` map (uint8, H x W) of one clay frame (uint8 sRGB, H x W x 3)."""
     height, width = clay.shape[:2]
-    # Detect at the clay's own size: controlnet-aux scales the short side to the resolution and
-    # rounds both sides to multiples of 64, so the map comes back to the clay's size after.
-    resolution = min(height, width)
+    # controlnet-aux resizes its input so that the short side is the detect resolution and both
+    # sides are multiples of 64 (util.resize_image), which would squash a 48 x 64 frame to 64 x 64
+    # and lose edges on the way back. Padded (edge pixels repeated: no new edges) to multiples of
+    # 64 and detected at that short side, nothing is resized; the padding is cropped off after.
+    padded = np.pad(clay, ((0, -height % BLOCK), (0, -width % BLOCK), (0, 0)), mode="edge")
+    resolution = min(padded.shape[:2])
     if kind == "canny":
-        found = _aux("canny").CannyDetector()(clay, *CANNY_THRESHOLDS, detect_resolution=resolution,
+        found = _aux("canny").CannyDetector()(padded, *CANNY_THRESHOLDS, detect_resolution=resolution,
                                                image_resolution=resolution, output_type="np")
-        resample = Image.Resampling.NEAREST  # edges stay 0 or 255
     elif kind == "lineart":
-        found = _lineart()(clay, detect_resolution=resolution, image_resolution=resolution, output_type="np")
-        resample = Image.Resampling.BILINEAR
+        found = _lineart()(padded, detect_resolution=resolution, image_resolution=resolution, output_type="np")
     else:
         raise ValueError(f"{kind!r} is not a detector kind ({', '.join(KINDS)})")
-    grey = Image.fromarray(np.ascontiguousarray(found[..., 0]))
-    if grey.size != (width, height):
-        grey = grey.resize((width, height), resample)
-    return np.asarray(grey)
+    return np.ascontiguousarray(found[:height, :width, 0])
 
 
 def _aux(name: str):
