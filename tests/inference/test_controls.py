@@ -59,9 +59,8 @@ def test_canny_maps_are_edges_of_the_clay_render(canny_shot):
 def test_detector_maps_are_the_same_in_a_chunk_and_a_rerun(canny_shot, tmp_path):
     chunk = tmp_path / "chunk"
     shutil.copytree(canny_shot, chunk, ignore=shutil.ignore_patterns("control"))
-    run = run_backend("control", str(chunk), "--frames", "3-4")
-    assert run.returncode == 0, run.stderr
     shot, part = shot_module.load(canny_shot), shot_module.load(chunk)
+    control.derive(part, [3, 4])
     for frame in (3, 4):
         assert np.array_equal(png(control.map_path(shot, "canny", frame)), png(control.map_path(part, "canny", frame)))
     assert not control.map_path(part, "canny", 1).exists()
@@ -79,10 +78,11 @@ def test_lineart_without_its_weights_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "empty-hub").exists() or not any((tmp_path / "empty-hub").iterdir()), "never downloads"
 
 
-def test_lineart_loads_from_the_cache_and_is_chunk_identical(tmp_path):
+def test_lineart_loads_from_the_cache_and_is_chunk_identical(tmp_path, monkeypatch):
     """LineartDetector with random weights saved in the cache layout: the map is made from the cache
     (no network here), the same for a frame whether derived in the whole shot or in a chunk."""
     import torch
+    from huggingface_hub import constants
 
     repo, _, filenames = detectors.LINEART_WEIGHTS
     generator = detectors._aux("lineart").Generator
@@ -94,13 +94,13 @@ def test_lineart_loads_from_the_cache_and_is_chunk_identical(tmp_path):
     for seed, name in enumerate(filenames):
         torch.manual_seed(seed)
         torch.save(generator(3, 1, 3).state_dict(), root / "snapshots" / commit / name)
-    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
-    whole = make_shot(tmp_path / "whole", frames=3, controls=[LINEART])
-    chunk = make_shot(tmp_path / "chunk", frames=3, controls=[LINEART])
-    assert run_backend("control", str(whole), env=env).returncode == 0
-    run = run_backend("control", str(chunk), "--frames", "2-3", env=env)
-    assert run.returncode == 0, run.stderr
-    a, b = (png(control.map_path(shot_module.load(s), "lineart", 2)) for s in (whole, chunk))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    whole = shot_module.load(make_shot(tmp_path / "whole", frames=3, controls=[LINEART]))
+    chunk = shot_module.load(make_shot(tmp_path / "chunk", frames=3, controls=[LINEART]))
+    control.derive(whole, whole.frames)
+    control.derive(chunk, [2, 3])
+    a, b = (png(control.map_path(s, "lineart", 2)) for s in (whole, chunk))
     assert a.shape == (48, 64) and a.dtype == np.uint8 and a.std() > 0
     assert np.array_equal(a, b)
 
@@ -219,6 +219,30 @@ def test_provenance_records_each_control_with_its_weights(two_controls, tiny_mod
         folder = tiny_model / tiny.controlnet_folder(entry["kind"])
         assert entry["used"]["tiny_model_sha256"] == files.sha256_tree(folder)
         assert entry["model"].startswith("lllyasviel/") and entry["maps"] == f"control/{entry['kind']}/"
+
+
+def test_a_shot_from_a_v1_preset_reads_as_one_depth_control(tmp_path):
+    shot_dir = make_shot(tmp_path / "shot", frames=1)
+    data = json.loads((shot_dir / "shot.json").read_text())
+    del data["preset"]["controls"]
+    data["preset"]["model"].update(controlnet="someone/depth", controlnet_revision="abc")
+    data["preset"]["look"]["controlnet_scale"] = 0.6
+    (shot_dir / "shot.json").write_text(json.dumps(data))
+    assert shot_module.load(shot_dir).model.controls == (shot_module.Control("depth", "someone/depth", "abc", 0.6, 0.0, 1.0),)
+
+
+def test_a_control_weight_is_part_of_each_window_hash(tmp_path):
+    from inference import animatediff_controlnet, windows
+
+    def window_hash(controls):
+        shot = shot_module.load(make_shot(tmp_path / str(len(list(tmp_path.iterdir()))), frames=2, controls=controls))
+        inputs = animatediff_controlnet.window_inputs(shot, {}, {}, animatediff_controlnet.control_hashes(shot),
+                                                      windows.Window(0, 0, 2))
+        return files.sha256_json(inputs)
+
+    assert window_hash([DEPTH, NORMAL]) != window_hash([DEPTH, {**NORMAL, "weight": 1.0}])
+    assert window_hash([DEPTH, NORMAL]) != window_hash([NORMAL, DEPTH]), "the order pairs maps with ControlNets"
+    assert window_hash([DEPTH, NORMAL]) == window_hash([DEPTH, NORMAL])
 
 
 def test_one_control_in_a_multi_controlnet_equals_the_plain_controlnet(tiny_model):
