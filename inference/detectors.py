@@ -43,6 +43,17 @@ def check(shot) -> None:
             _lineart_directory()
 
 
+def missing_weights(controls) -> list[str]:
+    """'id@revision: file' for each detector weight file the controls need and this machine lacks."""
+    if not any(c.kind == "lineart" for c in controls):
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, revision, filenames = LINEART_WEIGHTS
+    return [f"{repo}@{revision}: {name}" for name in filenames
+            if not isinstance(try_to_load_from_cache(repo, name, revision=revision), str)]
+
+
 def detect(kind: str, clay: np.ndarray) -> np.ndarray:
     """The `kind` map (uint8, H x W) of one clay frame (uint8 sRGB, H x W x 3)."""
     height, width = clay.shape[:2]

@@ -4,7 +4,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import models, tiny_model
+from . import detectors, models, tiny_model
 from .shot import ModelSettings
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "openexr", "numpy", "pillow")
@@ -31,6 +31,8 @@ def check(model: ModelSettings, tiny_location) -> dict:
             "missing": missing,
         },
         "tiny_model": {"path": str(tiny_location), "present": tiny_model.is_tiny_model(tiny_location)},
+        # The [[controls]]' detectors that need weights (lineart): without them the control stage stops.
+        "detector_weights": {"missing": detectors.missing_weights(model.controls)},
     }
     _print(report, models.download_hint(real))
     return report
@@ -46,6 +48,9 @@ def _print(report: dict, hint: str) -> None:
     else:
         lines.append(f"  weights      MISSING ({len(real['missing'])} files) for {', '.join(real['models'])}")
         lines.append(f"               {hint}")
+    if report["detector_weights"]["missing"]:
+        lines.append(f"  detectors    MISSING {', '.join(report['detector_weights']['missing'])} "
+                     "(hf download lllyasviel/Annotators sk_model.pth sk_model2.pth)")
     tiny = report["tiny_model"]
     state = "present" if tiny["present"] else "absent (built on first use, or: python -m inference tiny-model DIR)"
     lines.append(f"  tiny model   {tiny['path']}: {state}")

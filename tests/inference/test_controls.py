@@ -258,3 +258,17 @@ def test_one_control_in_a_multi_controlnet_equals_the_plain_controlnet(tiny_mode
         down, mid = net(sample, 10, text, cond, conditioning_scale=0.7, return_dict=False)
         multi_down, multi_mid = MultiControlNetModel([net])(sample, 10, text, [cond], [0.7], return_dict=False)
     assert all(torch.equal(a, b) for a, b in zip(down, multi_down)) and torch.equal(mid, multi_mid)
+
+
+def test_doctor_lists_every_controls_weights_and_the_detectors(tmp_path):
+    shot_dir = make_shot(tmp_path / "shot", frames=1, controls=[NORMAL, LINEART])
+    run = run_backend("doctor", "--shot", str(shot_dir), "--tiny-model", str(tmp_path / "none"),
+                      env={"HF_HOME": str(tmp_path / "hf")})
+    assert run.returncode == 0, run.stderr
+    (report,) = run.of_type("result")
+    assert [m for m in report["real_weights"]["models"] if "control" in m] == [
+        "lllyasviel/control_v11p_sd15_normalbae@main", "lllyasviel/control_v11p_sd15_lineart@main"]
+    assert any(m.startswith("lllyasviel/control_v11p_sd15_lineart@main: ") for m in report["real_weights"]["missing"])
+    assert report["detector_weights"]["missing"] == ["lllyasviel/Annotators@main: sk_model.pth",
+                                                     "lllyasviel/Annotators@main: sk_model2.pth"]
+    assert "detectors    MISSING" in run.stderr
