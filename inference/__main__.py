@@ -136,7 +136,8 @@ def derive_control(args) -> int:
         first, last = args.frames
         frames = [f for f in shot.frames if first <= f <= last]
     written = control.derive(shot, frames)
-    written.append(control_sheet.write(shot))
+    if written or not control_sheet.path(shot).is_file():  # nothing changed: nothing rewritten
+        written.append(control_sheet.write(shot))
     protocol.result("control", _relative(shot, written), frames=frames)
     return protocol.EXIT_OK
 
@@ -151,8 +152,8 @@ def generate(args) -> int:
     cancel = CancelFlag(shot.directory)
     try:
         with _Stage("control", timings):
-            control.derive(shot, shot.frames)
-            control_sheet.write(shot)
+            if control.derive(shot, shot.frames) or not control_sheet.path(shot).is_file():
+                control_sheet.write(shot)
         with _Stage("model", timings):
             spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
             device = models.pick_device(args.device, spec)

@@ -1,8 +1,9 @@
-"""control/sheet.png: what the diffusion model will see, before any GPU time is spent.
+"""control_sheet.png: what the diffusion model will see, before any GPU time is spent.
 
 One row per sampled frame: clay | disparity | normals | flow | masks | each detector map of the
-preset's [[controls]]. Written by the control stage; a map not derived yet (a chunk that does not
-cover a sampled frame) is a grey cell.
+preset's [[controls]]. Written by the control stage whenever it writes maps (beside control/, so
+the maps' folders hold maps only); a map not derived yet (a chunk that does not cover a sampled
+frame) is a grey cell.
 
 Flow uses the Middlebury colour coding (Baker, Scharstein, Lewis, Roth, Black, Szeliski, "A Database
 and Evaluation Methodology for Optical Flow", IJCV 92(1), 2011; the wheel of their flow-code
@@ -50,7 +51,7 @@ class Layout:
 
 
 def path(shot: Shot) -> Path:
-    return shot.directory / "control" / "sheet.png"
+    return shot.directory / "control_sheet.png"
 
 
 def layout(shot: Shot) -> Layout:
