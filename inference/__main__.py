@@ -114,7 +114,10 @@ def validate(args) -> int:
     if args.check_weights:
         from . import models
 
+        from . import detectors
+
         extra["real_weights_present"] = not models.missing_files(models.real_spec(shot.model))
+        extra["detector_weights_missing"] = detectors.missing_weights(shot.model.controls)
     protocol.result(
         "validate",
         [],

@@ -3,13 +3,16 @@ against a plain diffusers call with the same MultiControlNetModel (tiny model, r
 
 import colorsys
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import layout, make_shot, run_backend
+from conftest import REPO, layout, make_shot, run_backend
 from inference import control, control_sheet, detectors, files
 from inference import tiny_model as tiny
 from inference import shot as shot_module
@@ -272,3 +275,17 @@ def test_doctor_lists_every_controls_weights_and_the_detectors(tmp_path):
     assert report["detector_weights"]["missing"] == ["lllyasviel/Annotators@main: sk_model.pth",
                                                      "lllyasviel/Annotators@main: sk_model2.pth"]
     assert "detectors    MISSING" in run.stderr
+
+
+def test_validate_checks_every_controls_weights_without_torch(tmp_path):
+    shot_dir = make_shot(tmp_path / "shot", frames=1, controls=[NORMAL, LINEART])
+    code = ("import sys; from inference.__main__ import main; "
+            f"assert main(['validate', {str(shot_dir)!r}, '--check-weights']) == 0; "
+            "assert 'torch' not in sys.modules, 'heavy import'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["real_weights_present"] is False
+    assert result["detector_weights_missing"] == ["lllyasviel/Annotators@main: sk_model.pth",
+                                                  "lllyasviel/Annotators@main: sk_model2.pth"]
