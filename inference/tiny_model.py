@@ -37,8 +37,14 @@ MAX_TOKENS = 77  # CLIP's context length, which the SD pipelines pad prompts to
 
 
 def is_tiny_model(path: Path) -> bool:
-    """A complete tiny model of this version (one built before a control kind existed is rebuilt)."""
-    return (path / MARKER).is_file() and all((path / controlnet_folder(k)).is_dir() for k in CONTROL_KINDS)
+    """A tiny model of this version: its marker names a ControlNet for every control kind (one built
+    before a kind existed is rebuilt; a folder whose marker does, but whose files are gone, fails to
+    load with a clear error instead)."""
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return set(CONTROL_KINDS) <= set(marker.get("controlnets", ()))
 
 
 def controlnet_folder(kind: str) -> str:
@@ -122,7 +128,8 @@ def build(out_dir: Path) -> None:
                                                                          safe_serialization=True)
 
     (tmp / MARKER).write_text(
-        json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
+        json.dumps({"what": "random weights — smoke test", "seed": SEED, "controlnets": list(CONTROL_KINDS)},
+                   ensure_ascii=False, indent=2) + "\n",
         encoding="utf-8",
     )
     if out_dir.exists():

@@ -289,3 +289,12 @@ def test_validate_checks_every_controls_weights_without_torch(tmp_path):
     assert result["real_weights_present"] is False
     assert result["detector_weights_missing"] == ["lllyasviel/Annotators@main: sk_model.pth",
                                                   "lllyasviel/Annotators@main: sk_model2.pth"]
+
+
+def test_a_tiny_model_from_before_the_control_kinds_is_rebuilt(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / tiny.MARKER).write_text(json.dumps({"what": "random weights — smoke test", "seed": 0}))
+    assert not tiny.is_tiny_model(old)
+    (old / tiny.MARKER).write_text(json.dumps({"seed": 0, "controlnets": list(shot_module.CONTROL_KINDS)}))
+    assert tiny.is_tiny_model(old)
