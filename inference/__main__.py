@@ -129,8 +129,11 @@ def validate(args) -> int:
     if args.check_weights:
         from . import models
 
+        from . import detectors
+
         real = models.real_spec(shot.model)
         extra["real_weights_present"] = not models.missing_files(real)
+        extra["detector_weights_missing"] = detectors.missing_weights(shot.model.controls)
         for message in models.unpinned_revisions(real):
             protocol.warning("revision_not_pinned", message)
     protocol.result(
@@ -145,7 +148,7 @@ def validate(args) -> int:
 
 
 def derive_control(args) -> int:
-    from . import control
+    from . import control, control_sheet
     from . import shot as shot_module
 
     shot = shot_module.load(args.shot)
@@ -154,12 +157,15 @@ def derive_control(args) -> int:
         first, last = args.frames
         frames = [f for f in shot.frames if first <= f <= last]
     written = control.derive(shot, frames)
+    if written or not control_sheet.path(shot).is_file():  # nothing changed: nothing rewritten
+        written.append(control_sheet.write(shot))
     protocol.result("control", _relative(shot, written), frames=frames)
     return protocol.EXIT_OK
 
 
 def generate(args) -> int:
-    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, temporal, windows
+    from . import (animatediff_controlnet, blend, contact_sheet, control, control_sheet, models, provenance,
+                   temporal, windows)
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -168,7 +174,8 @@ def generate(args) -> int:
     cancel = CancelFlag(shot.directory)
     try:
         with _Stage("control", timings):
-            control.derive(shot, shot.frames)
+            if control.derive(shot, shot.frames) or not control_sheet.path(shot).is_file():
+                control_sheet.write(shot)
         with _Stage("model", timings):
             spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
             device = models.pick_device(args.device, spec)
@@ -280,7 +287,7 @@ def _preset_model(path: Path):
 
     try:
         preset = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return shot_module.model_settings(preset["model"])
+        return shot_module.model_settings(preset["model"], shot_module.preset_controls(preset))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BackendError(
             "bad_preset",

@@ -1,4 +1,4 @@
-"""AnimateDiff + depth ControlNet over windows of frames (preset family "animatediff-controlnet").
+"""AnimateDiff + the preset's ControlNets over windows of frames (preset family "animatediff-controlnet").
 
 Every window depends only on the passes (through the control maps), the preset and the shot
 seed: the noise for all frames is drawn once from the seed and sliced per window, so windows
@@ -55,12 +55,12 @@ def runtime(device: str, dtype: str) -> dict:
     }
 
 
-def control_hashes(shot: Shot) -> dict[int, str | None]:
-    """sha256 of each frame's depth control map (None where it is missing)."""
+def control_hashes(shot: Shot) -> dict[int, dict[str, str | None]]:
+    """sha256 of each frame's control map of each [[controls]] kind (None where it is missing)."""
     hashes = {}
     for frame in shot.frames:
-        path = control.map_path(shot, "depth", frame)
-        hashes[frame] = files.sha256_file(path) if path.is_file() else None
+        paths = {c.kind: control.map_path(shot, c.kind, frame) for c in shot.model.controls}
+        hashes[frame] = {kind: files.sha256_file(p) if p.is_file() else None for kind, p in paths.items()}
     return hashes
 
 
@@ -82,6 +82,9 @@ def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, win
         "window": [frames[0], frames[-1]],
         "control_sha256": {str(f): controls[f] for f in frames},
         "noise": noise_warp.inputs(shot, window.stop - 1),
+        # Which maps steer which ControlNet, how hard and when (the weights are in "model", by content).
+        "controls": [{"kind": c.kind, "weight": c.weight, "guidance_start": c.guidance_start,
+                      "guidance_end": c.guidance_end} for c in shot.model.controls],
     }
 
 
@@ -205,8 +208,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
                 height=shot.model.height,
                 num_inference_steps=steps,
                 guidance_scale=shot.look.guidance_scale,
-                controlnet_conditioning_scale=shot.look.controlnet_scale,
-                conditioning_frames=_conditioning(shot, frames),
+                **control_arguments(shot, frames),
                 latents=noise[:, :, window.start : window.stop].to(device=pipe.device, dtype=pipe.unet.dtype),
                 output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
                 callback_on_step_end=on_step,
@@ -274,14 +276,31 @@ def decode(pipe, latents, chunk_size: int, window: windows.Window, frames: list[
     return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
 
-def _conditioning(shot: Shot, frames: list[int]) -> list[np.ndarray]:
-    """Depth control maps at the generation size, float [0, 1], grey in RGB: one (H, W, 3) per frame."""
+def control_arguments(shot: Shot, frames: list[int]) -> dict:
+    """The pipeline's ControlNet arguments for `frames`: per [[controls]] entry, in preset order (the
+    order of models.controlnets()), its conditioning video, weight and guidance start/end."""
+    controls = shot.model.controls
+    return {
+        "conditioning_frames": [conditioning(shot, c.kind, frames) for c in controls],
+        "controlnet_conditioning_scale": [c.weight for c in controls],
+        "control_guidance_start": [c.guidance_start for c in controls],
+        "control_guidance_end": [c.guidance_end for c in controls],
+    }
+
+
+def conditioning(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
+    """One kind's control maps at the generation size, float [0, 1] RGB: one (H, W, 3) per frame.
+    Depth keeps its 16 bits until here (grey in RGB); the 8-bit maps are resized as they are."""
     size = (shot.model.width, shot.model.height)
-    maps = [
-        np.asarray(Image.fromarray(control.load_depth(shot, f)).resize(size, Image.Resampling.BILINEAR))
-        for f in frames
-    ]
-    return [np.repeat(m[..., None], 3, axis=-1).astype(np.float32) for m in maps]
+    out = []
+    for frame in frames:
+        if kind == "depth":
+            grey = np.asarray(Image.fromarray(control.load_depth(shot, frame)).resize(size, Image.Resampling.BILINEAR))
+            out.append(np.repeat(grey[..., None], 3, axis=-1).astype(np.float32))
+        else:
+            image = Image.open(control.map_path(shot, kind, frame)).convert("RGB")
+            out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
+    return out
 
 
 def _out_of_memory(exc: BaseException) -> BackendError:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import __version__, files, flow, masks, passes, protocol
+from . import __version__, detectors, files, flow, masks, passes, protocol
 from .shot import Shot
 
 STATS_SCHEMA = "rubble.control-stats/1"
@@ -64,6 +64,7 @@ def frame_outputs(shot: Shot, frame: int) -> list[Path]:
     """Every file the control stage writes for `frame`."""
     return [
         *(map_path(shot, kind, frame) for kind in KINDS),
+        *(map_path(shot, kind, frame) for kind in detectors.kinds_of(shot)),
         flow_path(shot, "forward", frame),
         flow_path(shot, "backward", frame),
         occlusion_path(shot, frame),
@@ -81,6 +82,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     keeps their disparity in a float32 file under control/ (float16 would cost the 16-bit depth
     map ~5 bits); a second pass turns those files into depth maps and deletes them.
     """
+    detectors.check(shot)  # missing detector weights: stop before any work
     stats_path = shot.directory / "control" / "stats.json"
     source = {str(f): files.sha256_file(shot.pass_path(f)) for f in shot.frames if shot.pass_path(f).is_file()}
     method = {
@@ -118,7 +120,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         # pass file stops the run with the maps already written still there.
         fresh = set(written)
         control = shot.directory / "control"
-        for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "mask/*/*.png"]:
+        for pattern in [f"{kind}/*.png" for kind in KINDS + detectors.KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "mask/*/*.png"]:
             for stale in control.glob(pattern):
                 if stale not in fresh:
                     stale.unlink()
@@ -175,7 +177,11 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) 
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
     files.write_png(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
-    files.write_png(paths[1], clay_image(frame_passes.combined))
+    clay = clay_image(frame_passes.combined)
+    files.write_png(paths[1], clay)
+    for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render
+        paths.append(map_path(shot, kind, frame))
+        files.write_png(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
     for direction, derive_flow in (("forward", flow.forward), ("backward", flow.backward)):
         path = flow_path(shot, direction, frame)
         files.write_npy(path, derive_flow(frame_passes.vector))

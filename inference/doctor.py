@@ -48,7 +48,7 @@ def check(model: ModelSettings, tiny_option: str | None) -> dict:
             "pip install -r requirements/inference.txt -c requirements/inference.lock.txt")
     import torch
 
-    from . import models, tiny_model
+    from . import detectors, models, tiny_model
 
     gpu, vram = _gpu(torch)
     tiny_location = models.tiny_dir(tiny_option)
@@ -68,6 +68,8 @@ def check(model: ModelSettings, tiny_option: str | None) -> dict:
             "unpinned": unpinned,  # hub models named by a branch or tag, not a commit
         },
         "tiny_model": {"path": str(tiny_location), "present": tiny_model.is_tiny_model(tiny_location)},
+        # The [[controls]]' detectors that need weights (lineart): without them the control stage stops.
+        "detector_weights": {"missing": detectors.missing_weights(model.controls)},
     }
     _print(report, models.download_hint(real))
     return report
@@ -90,6 +92,9 @@ def _print(report: dict, hint: str) -> None:
         lines.append(f"               {hint}")
     if real["unpinned"]:
         lines.append(f"  revisions    {len(real['unpinned'])} not pinned to a commit (warnings above say how to pin)")
+    if report["detector_weights"]["missing"]:
+        lines.append(f"  detectors    MISSING {', '.join(report['detector_weights']['missing'])} "
+                     "(hf download lllyasviel/Annotators sk_model.pth sk_model2.pth)")
     tiny = report["tiny_model"]
     state = "present" if tiny["present"] else "absent (built on first use, or: python -m inference tiny-model DIR)"
     lines.append(f"  tiny model   {tiny['path']}: {state}")

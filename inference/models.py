@@ -61,12 +61,6 @@ BASE_OPTIONAL = (
 )
 # A pinned revision is a full commit hash; anything else ("main", a tag) is a name that can move.
 COMMIT = re.compile(r"[0-9a-f]{40}")
-# The preset key that sets each source's revision (for messages that say what to edit).
-REVISION_SETTINGS = {
-    "base": "[model] base_revision",
-    "motion_adapter": "[model] motion_adapter_revision",
-    "controlnet": "[model] controlnet_revision",
-}
 # The Hugging Face cache names a weight file's blob by its sha256 (huggingface_hub cache layout).
 SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
@@ -75,7 +69,7 @@ SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 class Source:
     """One model repository: a hub id + revision, or a local directory (real weights or the tiny model)."""
 
-    role: str  # "base", "motion_adapter", "controlnet"
+    role: str  # "base", "motion_adapter", or controlnet_role(kind) for each of [[controls]]
     location: str  # hub id or local path
     revision: str | None
     required: tuple[tuple[tuple[str, ...], ...], ...]  # requirements -> options -> files, see BASE_FILES
@@ -138,19 +132,38 @@ def real_spec(model: ModelSettings) -> ModelSpec:
         sources=(
             Source("base", model.base, model.base_revision, BASE_FILES, BASE_OPTIONAL),
             Source("motion_adapter", model.motion_adapter, model.motion_adapter_revision, SINGLE_MODEL_FILES),
-            Source("controlnet", model.controlnet, model.controlnet_revision, SINGLE_MODEL_FILES),
+            *(Source(controlnet_role(c.kind), c.model, c.revision, SINGLE_MODEL_FILES) for c in model.controls),
         ),
     )
 
 
-def tiny_spec(tiny_dir: Path) -> ModelSpec:
-    """The tiny model: the same repositories in the same layout, as local directories."""
+def controlnet_role(kind: str) -> str:
+    """The Source role of the ControlNet of a [[controls]] kind."""
+    return f"controlnet:{kind}"
+
+
+def _setting(role: str) -> str:
+    """Where the preset names a role's model, for messages."""
+    kind = role.removeprefix("controlnet:")
+    return f"[[controls]] kind = {kind!r}" if kind != role else f"[model] {role}"
+
+
+def _revision_setting(role: str) -> str:
+    """Where the preset pins a role's revision, for messages."""
+    kind = role.removeprefix("controlnet:")
+    return f"the revision of [[controls]] kind = {kind!r}" if kind != role else f"[model] {role}_revision"
+
+
+def tiny_spec(tiny_dir: Path, controls) -> ModelSpec:
+    """The tiny model: the same repositories in the same layout, as local directories; a ControlNet
+    for each of `controls`' kinds."""
     return ModelSpec(
         smoke_test=True,
         sources=(
             Source("base", str(tiny_dir / tiny_model.BASE), None, BASE_FILES, BASE_OPTIONAL),
             Source("motion_adapter", str(tiny_dir / tiny_model.MOTION_ADAPTER), None, SINGLE_MODEL_FILES),
-            Source("controlnet", str(tiny_dir / tiny_model.CONTROLNET), None, SINGLE_MODEL_FILES),
+            *(Source(controlnet_role(c.kind), str(tiny_dir / tiny_model.controlnet_folder(c.kind)), None,
+                     SINGLE_MODEL_FILES) for c in controls),
         ),
     )
 
@@ -180,7 +193,7 @@ def unpinned_revisions(spec: ModelSpec) -> list[str]:
     for source in spec.sources:
         if source.directory is not None or not _is_hub_id(source.location) or is_pinned(source.revision):
             continue
-        setting = REVISION_SETTINGS.get(source.role, f"the {source.role} revision")
+        setting = _revision_setting(source.role)
         commit = cached_commit(source)
         if commit:
             how = (f'This machine\'s cache has {source.revision!r} at {commit}: set {setting} = "{commit}" '
@@ -225,7 +238,7 @@ def download_hint(spec: ModelSpec) -> str:
 
     hub = [s for s in spec.sources if s.directory is None and _is_hub_id(s.location)]
     local = [s for s in spec.sources if s.directory is not None]
-    hints = [f"{s.location!r} ([model] {s.role}) is neither a directory on this machine nor a Hugging Face id."
+    hints = [f"{s.location!r} ({_setting(s.role)}) is neither a directory on this machine nor a Hugging Face id."
              for s in spec.sources if s.directory is None and not _is_hub_id(s.location)]
     if hub:
         named = ", ".join(f"{s.location}@{s.revision}" for s in hub)
@@ -273,7 +286,7 @@ def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpe
     if not tiny_model.is_tiny_model(tiny_location):
         print(f"Building the tiny model in {tiny_location}", file=sys.stderr)
         tiny_model.build(tiny_location)
-    return tiny_spec(tiny_location)
+    return tiny_spec(tiny_location, model.controls)
 
 
 def pick_device(requested: str | None, spec: ModelSpec) -> str:
@@ -312,7 +325,7 @@ def load_pipeline(spec: ModelSpec, device: str):
     from transformers import CLIPTextModel, CLIPTokenizer
 
     dtype = getattr(torch, dtype_name(device))
-    base, adapter, controlnet = (spec.source(r) for r in ("base", "motion_adapter", "controlnet"))
+    base, adapter = spec.source("base"), spec.source("motion_adapter")
 
     def load(cls, source: Source, subfolder: str | None = None, **extra):
         local = source.directory
@@ -343,7 +356,7 @@ def load_pipeline(spec: ModelSpec, device: str):
         tokenizer=load(CLIPTokenizer, base, "tokenizer"),
         unet=unet,
         motion_adapter=None,  # already inside `unet`
-        controlnet=load(ControlNetModel, controlnet, **weights),
+        controlnet=controlnets(spec, lambda source: load(ControlNetModel, source, **weights)),
         # DDIM, linear betas, linspace spacing: the settings of diffusers' AnimateDiff docs for SD1.5 adapters.
         scheduler=load(
             DDIMScheduler, base, "scheduler",
@@ -352,6 +365,19 @@ def load_pipeline(spec: ModelSpec, device: str):
     )
     pipe.set_progress_bar_config(disable=True)  # progress goes out as protocol events instead
     return pipe.to(device)  # the dtype was set per component at load
+
+
+def controlnets(spec: ModelSpec, load):
+    """The [[controls]]' ControlNets, in preset order, as one diffusers MultiControlNetModel.
+
+    Always the multi model, one control too: the pipeline then takes the same lists (one
+    conditioning video, scale, start and end per control) whatever the count, and
+    MultiControlNetModel with one net computes what that net alone does (it scales and sums its nets'
+    residuals; tested against a plain ControlNetModel in tests/inference/test_controls.py).
+    """
+    from diffusers import MultiControlNetModel
+
+    return MultiControlNetModel([load(s) for s in spec.sources if s.role.startswith("controlnet:")])
 
 
 def describe(spec: ModelSpec) -> dict:

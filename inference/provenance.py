@@ -4,8 +4,10 @@ import json
 import platform
 from dataclasses import asdict
 from importlib import metadata
+from pathlib import Path
 
-from . import __version__, files, noise_warp, windows
+from . import __version__, files, noise_warp, tiny_model, windows
+from .models import controlnet_role
 from .shot import Shot
 
 SCHEMA = "rubble.provenance/1"
@@ -39,14 +41,13 @@ def write(shot: Shot, model_description: dict) -> None:
             "base_revision": shot.model.base_revision,
             "motion_adapter": shot.model.motion_adapter,
             "motion_adapter_revision": shot.model.motion_adapter_revision,
-            "controlnet": shot.model.controlnet,
-            "controlnet_revision": shot.model.controlnet_revision,
             "width": shot.model.width,
             "height": shot.model.height,
             "window": shot.model.window,
             "overlap": shot.model.overlap,
             "used": model_description,  # what actually ran: real ids + hashes, or the tiny model
         },
+        "controls": controls(shot, model_description),
         "seed": shot.seed,
         "look": asdict(shot.look),
         "frames": [shot.frame_start, shot.frame_end],
@@ -70,6 +71,20 @@ def add(shot: Shot, **keys) -> None:
 def read(shot: Shot) -> dict | None:
     path = shot.directory / "provenance.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+def controls(shot: Shot, model_description: dict) -> list[dict]:
+    """The [[controls]] in the order they ran, each with what was loaded for it: the real ControlNet's
+    id, revision, resolved commit and file hashes (as "model.used" holds them), or the tiny model's
+    ControlNet folder and its tree hash."""
+    out = []
+    for control in shot.model.controls:
+        if model_description["smoke_test"]:
+            folder = Path(model_description["tiny_model"]) / tiny_model.controlnet_folder(control.kind)
+            used = {"weights": model_description["weights"], "tiny_model": str(folder),
+                    "tiny_model_sha256": files.sha256_tree(folder)}
+        else:
+            used = model_description["sources"][controlnet_role(control.kind)]
+        out.append({**asdict(control), "maps": f"control/{control.kind}/", "used": used})
+    return out
 
 
 def read_smoke_test(shot: Shot) -> bool | None:

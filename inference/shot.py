@@ -28,7 +28,24 @@ class Look:
     negative_prompt: str
     steps: int
     guidance_scale: float
-    controlnet_scale: float
+
+
+# Control kinds (preset [[controls]]): depth and normal come from the passes, canny and lineart from
+# detectors on the clay render (control.py, detectors.py). As addon/core/controls.py.
+CONTROL_KINDS = ("depth", "normal", "canny", "lineart")
+LEGACY_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"  # shots exported with rubble.preset/1
+
+
+@dataclass(frozen=True)
+class Control:
+    """One ControlNet of the preset's [[controls]], fed its kind's control maps."""
+
+    kind: str
+    model: str  # Hugging Face id, or a directory on this machine
+    revision: str
+    weight: float  # controlnet_conditioning_scale
+    guidance_start: float  # fraction of the steps it acts over
+    guidance_end: float
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,7 @@ class ModelSettings:
     base_revision: str
     motion_adapter: str
     motion_adapter_revision: str
-    controlnet: str
-    controlnet_revision: str
+    controls: tuple[Control, ...]  # preset [[controls]], in order: one ControlNet each
     width: int
     height: int
     window: int
@@ -135,7 +151,7 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         )
     preset = data["preset"]
     look, model = preset["look"], preset["model"]
-    settings = model_settings(model)
+    settings = model_settings(model, preset_controls(preset))
     return Shot(
         directory=shot_dir,
         frame_start=frame_start,
@@ -153,7 +169,6 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
             negative_prompt=str(look.get("negative_prompt", "")),
             steps=int(look["steps"]),
             guidance_scale=float(look["guidance_scale"]),
-            controlnet_scale=float(look["controlnet_scale"]),
         ),
         model=settings,
         noise=noise_settings(preset.get("noise", {})),
@@ -178,8 +193,37 @@ def _camera(cam: dict) -> Camera:
     return Camera(matrix, float(cam["lens_mm"]), float(cam["clip_start"]), float(cam["clip_end"]))
 
 
-def model_settings(model: dict) -> ModelSettings:
-    """The preset's [model] table, validated."""
+def preset_controls(preset: dict) -> list[dict]:
+    """The resolved preset's [[controls]]; a shot exported with a rubble.preset/1 preset has none, and
+    its one depth ControlNet ([model] controlnet, [look] controlnet_scale) is read as one control,
+    as addon/core/migrations.py migrates it."""
+    if "controls" in preset:
+        return preset["controls"]
+    model, look = preset["model"], preset.get("look", {})
+    return [{"kind": "depth", "model": model.get("controlnet", LEGACY_CONTROLNET),
+             "revision": model.get("controlnet_revision", "main"), "weight": look.get("controlnet_scale", 1.0),
+             "guidance_start": 0.0, "guidance_end": 1.0}]
+
+
+def _control(table: dict) -> Control:
+    control = Control(
+        kind=str(table["kind"]),
+        model=str(table["model"]),
+        revision=str(table.get("revision", "main")),
+        weight=float(table.get("weight", 1.0)),
+        guidance_start=float(table.get("guidance_start", 0.0)),
+        guidance_end=float(table.get("guidance_end", 1.0)),
+    )
+    if control.kind not in CONTROL_KINDS:
+        raise ValueError(f"control kind {control.kind!r} is not one of {CONTROL_KINDS}")
+    if not 0.0 <= control.guidance_start < control.guidance_end <= 1.0:
+        raise ValueError(f"control {control.kind}: guidance_start {control.guidance_start} and guidance_end "
+                         f"{control.guidance_end} must satisfy 0 <= start < end <= 1")
+    return control
+
+
+def model_settings(model: dict, controls: list[dict]) -> ModelSettings:
+    """The preset's [model] table and [[controls]] (preset_controls), validated."""
     settings = ModelSettings(
         family=str(model["family"]),
         weights=str(model["weights"]),
@@ -187,8 +231,7 @@ def model_settings(model: dict) -> ModelSettings:
         base_revision=str(model["base_revision"]),
         motion_adapter=str(model["motion_adapter"]),
         motion_adapter_revision=str(model["motion_adapter_revision"]),
-        controlnet=str(model["controlnet"]),
-        controlnet_revision=str(model["controlnet_revision"]),
+        controls=tuple(_control(c) for c in controls),
         width=int(model["width"]),
         height=int(model["height"]),
         window=int(model["window"]),
@@ -227,5 +270,8 @@ def _check_model(model: ModelSettings) -> None:
     low, high = DECODE_CHUNK_SIZE_RANGE
     if not low <= model.decode_chunk_size <= high:
         raise ValueError(f"model decode_chunk_size {model.decode_chunk_size} must be between {low} and {high}")
+    kinds = [c.kind for c in model.controls]
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(f"controls {kinds}: list one to {len(CONTROL_KINDS)} controls, each kind once")
     if not 0 <= model.overlap < model.window:
         raise ValueError(f"overlap {model.overlap} must be at least 0 and less than window {model.window}")

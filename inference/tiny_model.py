@@ -12,11 +12,13 @@ Its frames are noise-like; they prove the plumbing, never the look.
 import json
 from pathlib import Path
 
+from .shot import CONTROL_KINDS
+
 # One folder per hub repository, in its layout, so one loader and one file list
 # (inference/models.py) serve both.
 BASE = "base"
 MOTION_ADAPTER = "motion_adapter"
-CONTROLNET = "controlnet"
+CONTROLNET = "controlnet"  # one ControlNet per control kind: controlnet_folder(kind)
 MARKER = "rubble_tiny_model.json"
 
 SEED = 0
@@ -36,7 +38,18 @@ MAX_TOKENS = 77  # CLIP's context length, which the SD pipelines pad prompts to
 
 
 def is_tiny_model(path: Path) -> bool:
-    return (path / MARKER).is_file()
+    """A tiny model of this version: its marker names a ControlNet for every control kind (one built
+    before a kind existed is rebuilt; a folder whose marker does, but whose files are gone, fails to
+    load with a clear error instead)."""
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return set(CONTROL_KINDS) <= set(marker.get("controlnets", ()))
+
+
+def controlnet_folder(kind: str) -> str:
+    return f"{CONTROLNET}_{kind}"
 
 
 def build(out_dir: Path) -> None:
@@ -48,9 +61,11 @@ def build(out_dir: Path) -> None:
         _remove_tree(tmp)
     build_base(tmp / BASE)
     build_motion_adapter(tmp / MOTION_ADAPTER)
-    build_controlnet(tmp / CONTROLNET)
+    for number, kind in enumerate(CONTROL_KINDS):  # each its own weights, as real ControlNets differ
+        build_controlnet(tmp / controlnet_folder(kind), SEED + 2 * number)
     (tmp / MARKER).write_text(
-        json.dumps({"what": "random weights — smoke test", "seed": SEED}, ensure_ascii=False, indent=2) + "\n",
+        json.dumps({"what": "random weights — smoke test", "seed": SEED, "controlnets": list(CONTROL_KINDS)},
+                   ensure_ascii=False, indent=2) + "\n",
         encoding="utf-8",
     )
     if out_dir.exists():
@@ -142,12 +157,13 @@ def build_motion_adapter(directory: Path) -> None:
     ).save_pretrained(directory, safe_serialization=True)
 
 
-def build_controlnet(directory: Path) -> None:
-    """Stands for lllyasviel/control_v11f1p_sd15_depth: config.json + weights at the root."""
+def build_controlnet(directory: Path, seed: int = SEED) -> None:
+    """Stands for one ControlNet 1.1 repository (e.g. lllyasviel/control_v11f1p_sd15_depth):
+    config.json + weights at the root. Each kind gets its own seed, as real ControlNets differ."""
     import torch
     from diffusers import ControlNetModel
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     controlnet = ControlNetModel(
         block_out_channels=BLOCK_OUT_CHANNELS,
         layers_per_block=2,
@@ -157,11 +173,11 @@ def build_controlnet(directory: Path) -> None:
         conditioning_embedding_out_channels=CONDITIONING_EMBEDDING_OUT_CHANNELS,
         norm_num_groups=2,
     )
-    _randomise_zero_convolutions(controlnet)
+    _randomise_zero_convolutions(controlnet, seed)
     controlnet.save_pretrained(directory, safe_serialization=True)
 
 
-def _randomise_zero_convolutions(controlnet) -> None:
+def _randomise_zero_convolutions(controlnet, seed: int) -> None:
     """A fresh ControlNet's output convolutions are zero (ControlNet paper, "zero convolution"),
     so its control input would change nothing. Random-initialise them, seeded, so tests can see
     that different control maps give different frames.
@@ -173,7 +189,7 @@ def _randomise_zero_convolutions(controlnet) -> None:
     """
     import torch
 
-    generator = torch.Generator("cpu").manual_seed(SEED + 1)
+    generator = torch.Generator("cpu").manual_seed(seed + 1)
     embedding = controlnet.controlnet_cond_embedding
     hidden = [embedding.conv_in, *embedding.blocks]
     outputs = [embedding.conv_out, controlnet.controlnet_mid_block, *controlnet.controlnet_down_blocks]

@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checks, model_ids
+from . import checks, migrations, model_ids
+from . import controls as controls_schema
 from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
 
-SCHEMA = "rubble.preset/1"
-# Every schema this Rubble reads (a migration from an older one adds it here).
-KNOWN_SCHEMAS = (SCHEMA,)
+SCHEMA = migrations.V2
+# Every schema this Rubble reads: older ones are migrated to SCHEMA first (core/migrations.py).
+KNOWN_SCHEMAS = (*migrations.STEPS, SCHEMA)
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
 
 
@@ -81,7 +82,6 @@ class LookSettings:
                                  metadata={"max_length": checks.MAX_PROMPT})
     steps: int = field(default=20, metadata=_range(1, 200))
     guidance_scale: float = field(default=7.5, metadata=_range(0.0, 30.0))
-    controlnet_scale: float = field(default=1.0, metadata=_range(0.0, 2.0))
 
 
 _MODEL_ID = {"kind": "model_id", "max_length": model_ids.PATH_MAX}
@@ -92,13 +92,12 @@ _REVISION = {"kind": "revision", "max_length": model_ids.REVISION_MAX}
 class ModelSettings:
     family: str = field(default="animatediff-controlnet", metadata={"choices": ("animatediff-controlnet",)})
     weights: str = field(default="auto", metadata={"choices": ("auto", "pretrained", "tiny")})
-    # Hub ids (owner/name) or absolute paths of local model folders (core/model_ids.py).
+    # Hub ids (owner/name) or absolute paths of local model folders (core/model_ids.py); revisions
+    # are commits, as in the shipped presets (presets/README.md says where each hash was found).
     base: str = field(default="stable-diffusion-v1-5/stable-diffusion-v1-5", metadata=_MODEL_ID)
-    base_revision: str = field(default="main", metadata=_REVISION)
+    base_revision: str = field(default="451f4fe16113bff5a5d2269ed5ad43b0592e9a14", metadata=_REVISION)
     motion_adapter: str = field(default="guoyww/animatediff-motion-adapter-v1-5-3", metadata=_MODEL_ID)
-    motion_adapter_revision: str = field(default="main", metadata=_REVISION)
-    controlnet: str = field(default="lllyasviel/control_v11f1p_sd15_depth", metadata=_MODEL_ID)
-    controlnet_revision: str = field(default="main", metadata=_REVISION)
+    motion_adapter_revision: str = field(default="449d8993ead63a068e1030eb26925132814db1c8", metadata=_REVISION)
     # SD1.5's VAE downsamples by 8, so the generation size must be a multiple of 8.
     width: int = field(default=512, metadata=_range(64, 2048, multiple_of=8))
     height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
@@ -114,8 +113,9 @@ class NoiseSettings:
     mode: str = field(default="fresh", metadata={"choices": ("fresh", "warped")})
     # Share of the warped noise's variance: sqrt(s)·warped + sqrt(1-s)·fresh stays N(0, 1).
     strength: float = field(default=1.0, metadata=_range(0.0, 1.0))
-    motion_lora: str = ""  # a motion-adapter LoRA: local .safetensors/directory or a cached hub id; "" = none
-    motion_lora_revision: str = "main"
+    # A motion-adapter LoRA: a local .safetensors file or folder, or a cached hub id; "" = none.
+    motion_lora: str = field(default="", metadata={"max_length": model_ids.PATH_MAX})
+    motion_lora_revision: str = field(default="main", metadata=_REVISION)
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ class Preset:
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
     triggers: tuple[destruction_triggers.Trigger, ...] = ()
+    controls: tuple[controls_schema.Control, ...] = controls_schema.DEFAULT_CONTROLS
 
     @property
     def frame_count(self) -> int:
@@ -142,6 +143,7 @@ class Preset:
         data["shot"]["resolution"] = list(self.shot.resolution)
         data["materials"] = destruction.materials_to_dict(self.materials)
         data["triggers"] = destruction_triggers.to_list(self.triggers)
+        data["controls"] = controls_schema.to_list(self.controls)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -277,12 +279,14 @@ def _shot_range_problem(shot: ShotSettings) -> str | None:
 def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: bool = True) -> Preset:
     """The preset `data` describes, or PresetError listing every problem. `check_local=False`
     checks the form of local model paths only, not that their folders exist here (a shot's
-    own preset read back on a farm node that never loads the model)."""
+    own preset read back on a farm node that never loads the model). Data of an older schema is
+    brought up to date first (core/migrations.py); the input is not changed."""
     schema_problem = _schema_problem(data.get("schema"))
     if schema_problem:  # another schema's keys would only add noise to the one message that matters
         raise PresetError(source, [schema_problem])
+    data = migrations.migrate(data)
     problems: list[str] = []
-    top_level = ("schema", "name", "materials", "triggers", *_SECTIONS)
+    top_level = ("schema", "name", "materials", "triggers", "controls", *_SECTIONS)
     for key in data:
         if key == "trigger":
             problems.append("trigger: the single [trigger] table was replaced by a list; write each trigger as "
@@ -293,7 +297,11 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
     built = {key: _build_section(cls, key, data.get(key, {}), problems, check_local) for key, cls in _SECTIONS.items()}
     materials = destruction.parse_materials(data.get("materials"), problems)
     triggers = destruction_triggers.parse(data.get("triggers"), problems)
-    preset = Preset(name=name if name is not None else "Unnamed", materials=materials, triggers=triggers, **built)
+    controls = controls_schema.parse(
+        data.get("controls"), problems,
+        lambda cls, where, table: _build_section(cls, where, table, problems, check_local))
+    preset = Preset(name=name if name is not None else "Unnamed", materials=materials, triggers=triggers,
+                    controls=controls, **built)
     if not problems:  # rules across keys, once every key is right on its own
         shot_problem = _shot_range_problem(preset.shot)
         if shot_problem:

@@ -82,11 +82,12 @@ SINGLE_MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
 
 def _fake_hub_cache(root, preset):
-    """The preset's three repositories laid out as the Hugging Face cache does, with empty files."""
+    """The preset's repositories (base, adapter, one ControlNet per control) laid out as the Hugging
+    Face cache does, with empty files."""
     model = preset.model
     for repo, revision, files in ((model.base, model.base_revision, BASE_FILES),
                                   (model.motion_adapter, model.motion_adapter_revision, SINGLE_MODEL_FILES),
-                                  (model.controlnet, model.controlnet_revision, SINGLE_MODEL_FILES)):
+                                  *((c.model, c.revision, SINGLE_MODEL_FILES) for c in preset.controls)):
         folder = root / ("models--" + repo.replace("/", "--"))
         commit = "0" * 40
         (folder / "refs").mkdir(parents=True)

@@ -34,7 +34,7 @@ def test_problems_are_all_reported_with_their_keys(tmp_path):
 
 def test_unknown_schema_version_and_bad_toml_are_refused(tmp_path):
     data = load_preset().to_dict()
-    data["schema"] = "rubble.preset/2"
+    data["schema"] = "rubble.preset/3"
     with pytest.raises(PresetError, match="not supported by this Rubble"):
         preset_from_dict(data)
     bad = tmp_path / "bad.toml"

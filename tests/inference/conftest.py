@@ -102,14 +102,18 @@ def make_shot(
     look: dict | None = None,
     seed: int = 1234,
     moving: bool = True,
+    controls: list[dict] | None = None,
 ) -> Path:
     """A complete shot directory: shot.json (with the default preset, resolved) + EXR passes.
 
-    moving=False keeps the box still, so every frame's passes (and control maps) are the same."""
+    moving=False keeps the box still, so every frame's passes (and control maps) are the same.
+    controls: [[controls]] tables replacing the default preset's (kind and model at least)."""
     preset = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))
     # Small and quick: a 128x80 generation, windows of 2 with 1 shared frame -> 3 windows for 4 frames.
     preset["model"].update({"width": 128, "height": 80, "window": 2, "overlap": 1, **(model or {})})
     preset["look"].update({"steps": 2, **(look or {})})
+    if controls is not None:  # replaces the default preset's [[controls]] (depth + normal)
+        preset["controls"] = controls
     width, height = size
     for frame in range(1, frames + 1):
         # The box approaches the camera over the shot.

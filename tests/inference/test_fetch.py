@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO, make_shot, run_backend
 from inference import fetch, models
+from inference import shot as shot_module
 from test_models import IDS, ROLES, fake_hub_cache, hub_cache, hub_settings, settings  # noqa: F401 (hub_cache: a fixture)
 
 PICKLES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
@@ -92,7 +93,8 @@ def test_a_repository_with_only_pickles_is_named_not_fetched():
 
 
 def test_the_tiny_model_has_the_hub_layout_the_fetch_lists_describe(tiny_model):
-    spec = models.tiny_spec(tiny_model)
+    every_kind = [shot_module.Control(kind, f"tiny/{kind}", "main", 1.0, 0.0, 1.0) for kind in shot_module.CONTROL_KINDS]
+    spec = models.tiny_spec(tiny_model, every_kind)
     for source in spec.sources:
         present = sorted(str(p.relative_to(source.directory)) for p in source.directory.rglob("*") if p.is_file())
         selected, unmet = fetch.select(source, present, "full")

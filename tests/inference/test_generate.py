@@ -14,6 +14,16 @@ from PIL import Image
 from conftest import REPO, box_depth, make_shot, run_backend, write_passes
 
 
+def default_controls():
+    """The default preset's [[controls]] as the backend reads them."""
+    import tomllib
+
+    from inference import shot as shot_module
+
+    preset = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))
+    return shot_module.model_settings(preset["model"], shot_module.preset_controls(preset)).controls
+
+
 def generate(shot: Path, tiny_model: Path, *extra: str):
     return run_backend("generate", str(shot), "--tiny-model", str(tiny_model), *extra)
 
@@ -274,7 +284,7 @@ def test_decode_chunk_size_out_of_range_is_refused(tmp_path, value):
 def tiny_pipeline(tiny_model):
     from inference import models
 
-    return models.load_pipeline(models.tiny_spec(tiny_model), "cpu")
+    return models.load_pipeline(models.tiny_spec(tiny_model, default_controls()), "cpu")
 
 
 def _latents(frames: int = 7):
@@ -310,7 +320,7 @@ def test_an_fp16_vae_that_asks_for_upcasting_decodes_in_fp32(tiny_model):
 
     from inference import animatediff_controlnet, models, windows
 
-    pipe = models.load_pipeline(models.tiny_spec(tiny_model), "cpu")
+    pipe = models.load_pipeline(models.tiny_spec(tiny_model, default_controls()), "cpu")
     reference = animatediff_controlnet.decode(pipe, _latents(2), 8, windows.Window(0, 0, 2), [1, 2])
     pipe.vae.to(torch.float16)
     assert pipe.vae.config.force_upcast

@@ -15,8 +15,11 @@ from conftest import REPO, make_shot, run_backend
 from inference import file_hashes, models, tiny_model
 from inference import shot as shot_module
 
-ROLES = {"base": tiny_model.BASE, "motion_adapter": tiny_model.MOTION_ADAPTER, "controlnet": tiny_model.CONTROLNET}
-IDS = {"base": "rubble-test/base", "motion_adapter": "rubble-test/adapter", "controlnet": "rubble-test/controlnet"}
+KINDS = ("depth", "normal")  # the default preset's [[controls]]
+ROLES = {"base": tiny_model.BASE, "motion_adapter": tiny_model.MOTION_ADAPTER,
+         **{models.controlnet_role(k): tiny_model.controlnet_folder(k) for k in KINDS}}
+IDS = {"base": "rubble-test/base", "motion_adapter": "rubble-test/adapter",
+       **{models.controlnet_role(k): f"rubble-test/controlnet-{k}" for k in KINDS}}
 
 
 def sha256(path: Path) -> str:
@@ -59,18 +62,26 @@ def fake_hub_cache(tiny: Path, cache: Path, fp16: bool, symlinks: bool) -> dict[
     return snapshots
 
 
-def settings(**model) -> shot_module.ModelSettings:
+def preset_parts(locations: dict[str, str]) -> tuple[dict, list[dict]]:
+    """[model] overrides and [[controls]] that put each role (ROLES' keys) at a location (id or path)."""
+    model = {role: where for role, where in locations.items() if not role.startswith("controlnet:")}
+    model.update({f"{role}_revision": "main" for role in list(model)})
+    controls = [{"kind": k, "model": locations[models.controlnet_role(k)], "revision": "main"} for k in KINDS]
+    return model, controls
+
+
+def settings(locations: dict[str, str] | None = None, **model) -> shot_module.ModelSettings:
     preset = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))
-    return shot_module.model_settings({**preset["model"], **model})
+    overrides, controls = preset_parts(locations) if locations else ({}, preset["controls"])
+    return shot_module.model_settings({**preset["model"], **overrides, **model}, controls)
 
 
 def hub_settings() -> shot_module.ModelSettings:
-    return settings(base=IDS["base"], base_revision="main", motion_adapter=IDS["motion_adapter"],
-                    motion_adapter_revision="main", controlnet=IDS["controlnet"], controlnet_revision="main")
+    return settings(IDS)
 
 
 def local_settings(tiny: Path) -> shot_module.ModelSettings:
-    return settings(**{role: str(tiny / sub) for role, sub in ROLES.items()})
+    return settings({role: str(tiny / sub) for role, sub in ROLES.items()})
 
 
 @pytest.fixture
@@ -95,9 +106,10 @@ def test_fp16_only_cache_counts_as_present(tiny_model, hub_cache):
 
 def test_missing_weight_names_both_file_names(tiny_model, hub_cache):
     snapshots = fake_hub_cache(tiny_model, hub_cache, fp16=True, symlinks=False)
-    (snapshots["controlnet"] / "diffusion_pytorch_model.fp16.safetensors").unlink()
+    (snapshots["controlnet:normal"] / "diffusion_pytorch_model.fp16.safetensors").unlink()
     assert models.missing_files(models.real_spec(hub_settings())) == [
-        "rubble-test/controlnet@main: diffusion_pytorch_model.safetensors or diffusion_pytorch_model.fp16.safetensors"
+        "rubble-test/controlnet-normal@main: diffusion_pytorch_model.safetensors or "
+        "diffusion_pytorch_model.fp16.safetensors"
     ]
 
 
@@ -131,14 +143,14 @@ def test_copied_cache_records_file_hashes_computed_once(tiny_model, hub_cache):
 
     # A second run reads the hash cache, keyed by path, size and mtime: a planted digest is
     # returned as long as the file is unchanged, and recomputed once the file changes.
-    weights = snapshots["controlnet"] / "diffusion_pytorch_model.fp16.safetensors"
+    weights = snapshots["controlnet:depth"] / "diffusion_pytorch_model.fp16.safetensors"
     cache = json.loads(file_hashes.cache_path().read_text())
     cache[str(weights.resolve())]["sha256"] = "0" * 64
     file_hashes.cache_path().write_text(json.dumps(cache))
-    assert models.describe(spec)["sources"]["controlnet"]["sha256"][weights.name] == "0" * 64
+    assert models.describe(spec)["sources"]["controlnet:depth"]["sha256"][weights.name] == "0" * 64
     weights.write_bytes(weights.read_bytes())  # same bytes, new mtime
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert models.describe(spec)["sources"]["controlnet"]["sha256"][weights.name] == sha256(weights)
+    assert models.describe(spec)["sources"]["controlnet:depth"]["sha256"][weights.name] == sha256(weights)
 
 
 def test_symlinked_cache_takes_the_digest_from_the_blob_name(tiny_model, hub_cache):
@@ -152,7 +164,7 @@ def test_symlinked_cache_takes_the_digest_from_the_blob_name(tiny_model, hub_cac
 
 def test_relative_and_absolute_local_paths_describe_the_same_model(tiny_model, tmp_path, monkeypatch, hub_cache):
     monkeypatch.chdir(tiny_model.parent)
-    relative = models.describe(models.real_spec(settings(**{r: f"{tiny_model.name}/{s}" for r, s in ROLES.items()})))
+    relative = models.describe(models.real_spec(settings({r: f"{tiny_model.name}/{s}" for r, s in ROLES.items()})))
     absolute = models.describe(models.real_spec(local_settings(tiny_model)))
     assert relative == absolute
     assert absolute["sources"]["base"]["commit"] is None
@@ -162,8 +174,9 @@ def test_relative_and_absolute_local_paths_describe_the_same_model(tiny_model, t
 
 # --- end to end: generate --weights pretrained, never a download -------------------------------
 
-def generate_pretrained(tmp_path: Path, model: dict, env: dict) -> dict:
-    shot = make_shot(tmp_path / "shot", frames=2, model=model)
+def generate_pretrained(tmp_path: Path, locations: dict, env: dict) -> dict:
+    model, controls = preset_parts(locations)
+    shot = make_shot(tmp_path / "shot", frames=2, model=model, controls=controls)
     run = run_backend("generate", str(shot), "--weights", "pretrained", "--device", "cpu",
                       env={"HF_HUB_OFFLINE": "1", file_hashes.CACHE_ENV: str(tmp_path / "hashes.json"), **env})
     assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
@@ -173,8 +186,7 @@ def generate_pretrained(tmp_path: Path, model: dict, env: dict) -> dict:
 
 def test_generate_from_a_copied_fp16_only_cache(tiny_model, tmp_path):
     snapshots = fake_hub_cache(tiny_model, tmp_path / "hub", fp16=True, symlinks=False)
-    model = {f"{role}{suffix}": value for role in IDS for suffix, value in (("", IDS[role]), ("_revision", "main"))}
-    used = generate_pretrained(tmp_path, model, {"HF_HUB_CACHE": str(tmp_path / "hub")})
+    used = generate_pretrained(tmp_path, IDS, {"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert used["smoke_test"] is False
     for role, snapshot in snapshots.items():
         record = used["sources"][role]
@@ -210,7 +222,7 @@ def test_pipeline_keeps_the_motion_modules_only_inside_the_unet(tiny_model):
     import torch
     from diffusers import AnimateDiffControlNetPipeline, MotionAdapter, UNet2DConditionModel
 
-    spec = models.tiny_spec(tiny_model)
+    spec = models.tiny_spec(tiny_model, settings().controls)
     pipe = models.load_pipeline(spec, "cpu")
     assert pipe.motion_adapter is None
     assert not any(isinstance(m, MotionAdapter) for m in pipe.components.values())
@@ -226,7 +238,7 @@ def test_pipeline_keeps_the_motion_modules_only_inside_the_unet(tiny_model):
 
     def frames(p):
         latents = torch.randn((1, 4, 2, 10, 16), generator=torch.Generator("cpu").manual_seed(0))
-        conditioning = [np.full((80, 128, 3), 0.5, np.float32)] * 2
+        conditioning = [[np.full((80, 128, 3), 0.5, np.float32)] * 2] * len(KINDS)
         return p(prompt="a building", num_frames=2, width=128, height=80, num_inference_steps=2,
                  conditioning_frames=conditioning, latents=latents, output_type="np").frames[0]
 

@@ -62,7 +62,7 @@ def test_the_generation_equals_a_plain_diffusers_call_given_the_noise_file(warpe
     shot_dir, _ = warped
     shot = shot_module.load(shot_dir)
     latents = np.load(shot_dir / "noise" / "latents.npy")
-    pipe = models.load_pipeline(models.tiny_spec(tiny_model), "cpu")
+    pipe = models.load_pipeline(models.tiny_spec(tiny_model, shot.model.controls), "cpu")
     video = pipe(
         prompt=shot.look.prompt,
         negative_prompt=shot.look.negative_prompt,
@@ -71,8 +71,7 @@ def test_the_generation_equals_a_plain_diffusers_call_given_the_noise_file(warpe
         height=shot.model.height,
         num_inference_steps=shot.look.steps,
         guidance_scale=shot.look.guidance_scale,
-        controlnet_conditioning_scale=shot.look.controlnet_scale,
-        conditioning_frames=animatediff_controlnet._conditioning(shot, [2, 3]),
+        **animatediff_controlnet.control_arguments(shot, [2, 3]),
         latents=torch.from_numpy(latents[:, 1:3])[None],
         decode_chunk_size=shot.model.decode_chunk_size,
         output_type="np",
