@@ -21,10 +21,12 @@ def sampled_frames(shot: Shot) -> list[int]:
     return [frames[int(round(p))] for p in picks]
 
 
-def write(shot: Shot):
+def write(shot: Shot, smoke_test: bool | None = None):
+    """`smoke_test`: whether the frames came from random weights (default: provenance.json says)."""
     width, height = shot.resolution
     cell = (CELL_WIDTH, max(1, round(height * CELL_WIDTH / width)))
-    smoke_test = provenance.read_smoke_test(shot)
+    if smoke_test is None:
+        smoke_test = provenance.read_smoke_test(shot)
     banner = BANNER_HEIGHT if smoke_test else 0
     rows = sampled_frames(shot)
     sheet = Image.new("RGB", (cell[0] * len(COLUMNS), banner + LABEL_HEIGHT + len(rows) * (cell[1] + LABEL_HEIGHT)), "black")
