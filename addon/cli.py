@@ -122,18 +122,19 @@ def farm_export(args) -> int:
     shot_dir = args.shot_dir.resolve()
     preset = resolve_preset(shot_dir, args.preset, rebuild=False)
     job_preset = args.preset is not None or not (shot_dir / "shot.json").exists()
-    if job_preset:
-        shot_dir.mkdir(parents=True, exist_ok=True)
-        source = args.preset or DEFAULT_PRESET
-        if source.resolve() != (shot_dir / farm.JOB_PRESET).resolve():
-            shutil.copyfile(source, shot_dir / farm.JOB_PRESET)
     try:
         python = args.backend_python or str(find_backend_python())
     except BackendError:
         python = "python"  # a job parameter: the submitter sets the workers' interpreter
     settings = farm.settings_for(preset, shot_dir, args.out, chunk_size=args.chunk_size, blender=args.blender,
                                  backend_python=python, gpus=args.gpus, job_preset=job_preset)
-    path = farm.write(farm.job_template(settings), args.out)
+    template = farm.job_template(settings)
+    if job_preset:
+        shot_dir.mkdir(parents=True, exist_ok=True)
+        source = args.preset or DEFAULT_PRESET
+        if source.resolve() != (shot_dir / farm.JOB_PRESET).resolve():
+            shutil.copyfile(source, shot_dir / farm.JOB_PRESET)
+    path = farm.write(template, args.out)
     generate = f"{settings.windows} windows" if settings.mode == farm.WINDOWS else "one free_noise task"
     _log(f"wrote {path}: frames {settings.frame_start}-{settings.frame_end} in chunks of {settings.chunk_size}, "
          f"generate as {generate}")
