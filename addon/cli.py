@@ -138,6 +138,10 @@ def farm_export(args) -> int:
     generate = f"{settings.windows} windows" if settings.mode == farm.WINDOWS else "one free_noise task"
     _log(f"wrote {path}: frames {settings.frame_start}-{settings.frame_end} in chunks of {settings.chunk_size}, "
          f"generate as {generate}")
+    required = farm.required_parameters(template)
+    if required:
+        _log(f"submit it with {' '.join(f'-p {name}=…' for name in required)} (folders outside the template's "
+             "folder have no default; docs/farm.md)")
     return 0
 
 

@@ -90,10 +90,21 @@ def settings_for(preset, shot_dir: Path, out: Path, **options: Any) -> JobSettin
                        mode=long_shot_mode(preset), **options)
 
 
-def _relative_default(target: Path, template_dir: Path) -> str:
-    """OpenJD requires relative PATH defaults, joined to the template's directory: the shot
-    keeps working when the template and the shot move together."""
-    return Path(os.path.relpath(Path(target).resolve(), Path(template_dir).resolve())).as_posix()
+def _path_parameter(name: str, target: Path, template_dir: Path, data_flow: str, description: str) -> dict:
+    """A directory parameter. OpenJD allows only relative PATH defaults inside the template's
+    folder (joined to it, so the template and the shot can move together); a folder elsewhere
+    gets no default and the submitter names it (`-p NAME=…`)."""
+    parameter = {"name": name, "type": "PATH", "objectType": "DIRECTORY", "dataFlow": data_flow}
+    relative = Path(os.path.relpath(Path(target).resolve(), Path(template_dir).resolve()))
+    if relative.parts[:1] != ("..",):
+        parameter["default"] = relative.as_posix()
+    parameter["description"] = description
+    return parameter
+
+
+def required_parameters(template: dict) -> list[str]:
+    """The job parameters a submitter must set: those without a default."""
+    return [p["name"] for p in template["parameterDefinitions"] if "default" not in p]
 
 
 def _blender(*cli_args: str) -> dict:
@@ -148,13 +159,11 @@ def job_template(job: JobSettings) -> dict:
         "name": f"Rubble: {job.name} ({Path(job.shot_dir).name})",
         "description": "Made by `rubble farm export`; docs/farm.md says how to submit and run it.",
         "parameterDefinitions": [
-            {"name": "ShotDir", "type": "PATH", "objectType": "DIRECTORY", "dataFlow": "INOUT",
-             "default": _relative_default(job.shot_dir, template_dir),
-             "description": "The shot directory (relative paths start at this template's folder)."},
-            {"name": "RubbleRoot", "type": "PATH", "objectType": "DIRECTORY", "dataFlow": "IN",
-             "default": _relative_default(job.rubble_root, template_dir),
-             "description": "Rubble's source: the folder holding addon/ and inference/ (a checkout or "
-                            "the installed extension)."},
+            _path_parameter("ShotDir", job.shot_dir, template_dir, "INOUT",
+                            "The shot directory (a relative path starts at this template's folder)."),
+            _path_parameter("RubbleRoot", job.rubble_root, template_dir, "IN",
+                            "Rubble's source on the workers: the folder holding addon/ and inference/ "
+                            "(a checkout, or the installed extension's folder)."),
             {"name": "Blender", "type": "STRING", "default": job.blender,
              "description": "The Blender executable (on $PATH, or a full path)."},
             {"name": "BackendPython", "type": "STRING", "default": job.backend_python,

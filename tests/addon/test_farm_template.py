@@ -60,6 +60,8 @@ def test_export_of_a_new_shot_is_a_valid_chunked_job(tmp_path, openjd):
 
     params = {p["name"]: p for p in template["parameterDefinitions"]}
     assert params["ShotDir"]["default"] == ".", "the template beside the shot finds it wherever both move"
+    assert "default" not in params["RubbleRoot"], "OpenJD refuses a default outside the template's folder"
+    assert "-p RubbleRoot=" in result.stderr, "the export says which parameters the submitter must set"
     assert params["Frames"]["default"] == "1-4" and params["ChunkSize"]["default"] == 3
     assert params["Blender"]["default"] == "/opt/blender/blender"
     assert params["BackendPython"]["default"] == "/venv/bin/python"
