@@ -163,14 +163,17 @@ def write_shot_blend(job: ShotJob) -> None:
 @contextmanager
 def _relocatable(scenes, shot_dir: Path):
     """While shot.blend is written: what path_remap does not reach becomes relative too. The
-    render outputs (the last pass or movie rendered) get `//` paths, and the scene's record of
-    its absolute shot folder is left out (open_or_new_scene sets it again on opening), so a
-    moved or packed shot holds no path outside itself."""
+    render outputs (the last pass or movie rendered) get `//` paths (`//` alone when they lie
+    outside the shot), and the scene's record of its absolute shot folder is left out
+    (open_or_new_scene sets it again on opening), so a moved or packed shot holds no path
+    outside itself."""
     saved = [(scene, scene.render.filepath, scene.get("rubble_shot_dir")) for scene in scenes]
     try:
         for scene in scenes:
-            if scene.render.filepath:
-                scene.render.filepath = bpy.path.relpath(bpy.path.abspath(scene.render.filepath), start=str(shot_dir))
+            path = Path(scene.render.filepath)
+            if path.is_absolute():
+                inside = shot_dir in path.parents
+                scene.render.filepath = "//" + (path.relative_to(shot_dir).as_posix() if inside else "")
             scene.pop("rubble_shot_dir", None)
         yield
     finally:
