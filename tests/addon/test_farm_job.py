@@ -24,7 +24,8 @@ import pytest
 from conftest import REPO, SMALL_SHOT, run_cli, write_preset
 
 pytestmark = pytest.mark.skipif(os.environ.get("RUBBLE_FARM_TESTS") != "1",
-                                reason="an openjd job end to end takes minutes: set RUBBLE_FARM_TESTS=1 (make test-farm)")
+                                reason="an openjd job end to end takes minutes: set RUBBLE_FARM_TESTS=1 "
+                                       "(make test-farm)")
 
 FARM = REPO / ".venv-farm" / "bin"
 # 4 frames in passes chunks of 2, and 3 windows of 2 frames sharing 1.

@@ -30,7 +30,8 @@ def test_window_count_matches_the_backend_plan():
     for frames in range(1, 40):
         for window in range(1, 18):
             for overlap in range(0, window):
-                assert window_count(frames, window, overlap) == len(plan(frames, window, overlap)), (frames, window, overlap)
+                expected = len(plan(frames, window, overlap))
+                assert window_count(frames, window, overlap) == expected, (frames, window, overlap)
 
 
 def test_export_of_a_new_shot_is_a_valid_chunked_job(tmp_path, openjd):
@@ -56,7 +57,8 @@ def test_export_of_a_new_shot_is_a_valid_chunked_job(tmp_path, openjd):
     (window,) = steps["generate"]["parameterSpace"]["taskParameterDefinitions"]
     assert window == {"name": "Window", "type": "INT", "range": "0-2"}, "one task per window of 2 frames sharing 1"
     assert steps["generate"]["script"]["actions"]["onRun"]["args"][-2:] == ["--windows", "{{Task.Param.Window}}"]
-    assert steps["generate"]["hostRequirements"]["amounts"] == [{"name": "amount.worker.gpu", "min": "{{Param.GpuCount}}"}]
+    gpus = steps["generate"]["hostRequirements"]["amounts"]
+    assert gpus == [{"name": "amount.worker.gpu", "min": "{{Param.GpuCount}}"}], "the GPU amount is a job parameter"
 
     params = {p["name"]: p for p in template["parameterDefinitions"]}
     assert params["ShotDir"]["default"] == ".", "the template beside the shot finds it wherever both move"
