@@ -5,14 +5,16 @@ PYTHON ?= python3.11
 BLENDER_VENV := .venv-blender
 BLENDER42_VENV := .venv-blender-4.2
 INFERENCE_VENV := .venv-inference
+FARM_VENV := .venv-farm
 BPY := $(BLENDER_VENV)/bin/python
 BPY42 := $(BLENDER42_VENV)/bin/python
 IPY := $(INFERENCE_VENV)/bin/python
+FPY := $(FARM_VENV)/bin/python
 DEMO_DIR ?= build/demo
 TINY_MODEL ?= build/tiny-model
 BLENDER_EXT = $(firstword $(wildcard $(BLENDER_VENV)/lib/python3.*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
 
-.PHONY: all venvs venv-blender venv-blender-4.2 venv-inference demo test test-addon test-addon-4.2 test-presets test-inference extension bench clean
+.PHONY: all venvs venv-blender venv-blender-4.2 venv-inference venv-farm demo test test-addon test-addon-4.2 test-presets test-farm test-inference extension bench clean
 
 all: venvs
 
@@ -20,6 +22,7 @@ venvs: venv-blender venv-inference
 venv-blender: $(BLENDER_VENV)/.installed
 venv-blender-4.2: $(BLENDER42_VENV)/.installed
 venv-inference: $(INFERENCE_VENV)/.installed
+venv-farm: $(FARM_VENV)/.installed
 
 # A stamp per environment: rebuilt only when its requirement files change.
 $(BLENDER_VENV)/.installed: requirements/blender.txt requirements/blender-tools.txt requirements/blender.lock.txt
@@ -37,22 +40,32 @@ $(INFERENCE_VENV)/.installed: requirements/inference.txt requirements/inference.
 	$(IPY) -m pip install --quiet --disable-pip-version-check -r requirements/inference.txt -c requirements/inference.lock.txt
 	touch $@
 
+# Farm tools only (openjd, Blender Asset Tracer): small, a few seconds to install.
+$(FARM_VENV)/.installed: requirements/farm.txt requirements/farm.lock.txt
+	$(PYTHON) -m venv $(FARM_VENV)
+	$(FPY) -m pip install --quiet --disable-pip-version-check -r requirements/farm.txt -c requirements/farm.lock.txt
+	touch $@
+
 demo: venvs
 	$(BPY) -m addon.cli shot $(DEMO_DIR) --preset presets/default.toml \
 	    --backend-python $(IPY) --tiny-model $(TINY_MODEL)
 
 # The add-on tests run on Blender 5.0 and on 4.2 LTS, the versions the manifest claims;
-# every shipped preset is simulated full size once, on 5.0 (about 4 minutes).
-test: test-inference test-addon test-addon-4.2 test-presets
+# every shipped preset is simulated full size once, on 5.0 (about 4 minutes); a small shot
+# runs as a farm job through `openjd run` once, on 5.0 (test-farm).
+test: test-inference test-addon test-addon-4.2 test-presets test-farm
 
-test-addon: venv-blender venv-inference
+test-addon: venv-blender venv-inference venv-farm
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
 
-test-addon-4.2: venv-blender-4.2 venv-inference
+test-addon-4.2: venv-blender-4.2 venv-inference venv-farm
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY42) -m pytest tests/addon -q
 
 test-presets: venv-blender
 	RUBBLE_PRESET_TESTS=1 $(BPY) -m pytest tests/addon/test_destruction_presets.py -q
+
+test-farm: venv-blender venv-inference venv-farm
+	RUBBLE_FARM_TESTS=1 RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon/test_farm_job.py -q
 
 test-inference: venv-inference
 	$(IPY) -m pytest tests/inference -q

@@ -3,23 +3,26 @@
     blender -b -c rubble passes SHOT --frames 1-12                 (extension installed and enabled)
     blender -b --python run_rubble.py -- passes SHOT --frames 1-12 (only on disk)
     .venv-blender/bin/python -m addon.cli shot build/demo          (the bpy wheel)
+    .venv-blender/bin/python -m addon.cli farm export build/demo --out build/demo/job.yaml
 
 `shot` runs every stage that is missing; `<stage> SHOT` runs one (build, trigger and bake make
-the scene together and skip when it is fresh). Progress goes to stderr as plain lines, one per
+the scene together and skip when it is fresh); `farm export` writes the shot as an Open Job
+Description template (docs/farm.md). Progress goes to stderr as plain lines, one per
 step, for farm logs. Exit codes: 0 done, 1 refused or failed (the message says why), 2 a
 command-line mistake, 130 cancelled or interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from . import pipeline
-from .core import VERSION
-from .core.backend import BackendError
+from .core import VERSION, farm
+from .core.backend import BackendError, find_backend_python
 from .core.preset import DEFAULT_PRESET, Preset, PresetError, load_preset, preset_from_dict
 from .core.shot_manifest import ShotManifestError, read_manifest
 
@@ -72,6 +75,19 @@ def make_parser() -> argparse.ArgumentParser:
         one.set_defaults(stages=stage, frames=None)
     check = sub.add_parser("check-preset", help="validate a preset file and exit")
     check.add_argument("preset", type=Path)
+    farm_parser = sub.add_parser("farm", help="the shot as a farm job (docs/farm.md)")
+    farm_sub = farm_parser.add_subparsers(dest="farm_command", required=True)
+    export = farm_sub.add_parser("export", help="write an Open Job Description job template for a shot")
+    export.add_argument("shot_dir", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="the template to write (.yaml, or .json)")
+    export.add_argument("--preset", type=Path,
+                        help="preset TOML, copied into the shot directory for the bake task (default: the "
+                             f"existing shot's own, else {DEFAULT_PRESET.name})")
+    export.add_argument("--chunk-size", type=int, default=8, help="frames per passes task (default: %(default)s)")
+    export.add_argument("--blender", default="blender", help="the Blender executable on the workers")
+    export.add_argument("--backend-python", default="",
+                        help="the backend's interpreter on the workers (default: this machine's)")
+    export.add_argument("--gpus", type=int, default=1, help="GPUs a generate task needs (default: %(default)s)")
     return parser
 
 
@@ -136,6 +152,35 @@ def run_shot(args) -> int:
     return 0
 
 
+def farm_export(args) -> int:
+    """The job template. A shot not built yet gets its preset copied in (shot.json is the
+    preset of a built one), so the shot directory carries everything the job reads."""
+    shot_dir = args.shot_dir.resolve()
+    preset = resolve_preset(shot_dir, args.preset, rebuild=False)
+    job_preset = args.preset is not None or not (shot_dir / "shot.json").exists()
+    try:
+        python = args.backend_python or str(find_backend_python())
+    except BackendError:
+        python = "python"  # a job parameter: the submitter sets the workers' interpreter
+    settings = farm.settings_for(preset, shot_dir, args.out, chunk_size=args.chunk_size, blender=args.blender,
+                                 backend_python=python, gpus=args.gpus, job_preset=job_preset)
+    template = farm.job_template(settings)
+    if job_preset:
+        shot_dir.mkdir(parents=True, exist_ok=True)
+        source = args.preset or DEFAULT_PRESET
+        if source.resolve() != (shot_dir / farm.JOB_PRESET).resolve():
+            shutil.copyfile(source, shot_dir / farm.JOB_PRESET)
+    path = farm.write(template, args.out)
+    generate = f"{settings.windows} windows" if settings.mode == farm.WINDOWS else "one free_noise task"
+    _log(f"wrote {path}: frames {settings.frame_start}-{settings.frame_end} in chunks of {settings.chunk_size}, "
+         f"generate as {generate}")
+    required = farm.required_parameters(template)
+    if required:
+        _log(f"submit it with {' '.join(f'-p {name}=…' for name in required)} (folders outside the template's "
+             "folder have no default; docs/farm.md)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit code says how it ended (never raises, so `blender -c`,
     `--python` and `python -m` all end with the same code)."""
@@ -150,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             preset = load_preset(args.preset)
             _log(f"{args.preset}: valid ({preset.name}, {preset.frame_count} frames)")
             return 0
+        if args.command == "farm":
+            return farm_export(args)
         return run_shot(args)
     except pipeline.Cancelled as exc:
         _log(f"cancelled: {exc}")
@@ -158,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         _log("interrupted; finished work was kept and the next run resumes from it")
         return 130
     # Typed errors carry what to do next; anything else is a bug and keeps its traceback.
-    except (PresetError, BackendError, pipeline.StageError) as exc:
+    except (PresetError, BackendError, pipeline.StageError, farm.FarmError) as exc:
         _log(f"error: {exc}")
         return 1
     except Exception:

@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -158,6 +159,7 @@ def open_or_new_scene(job: ShotJob) -> bpy.types.Scene:
         bpy.ops.wm.open_mainfile(filepath=str(job.blend_path))
         scene = ownership.find_scene(ownership.SHOT)
         if scene is not None and scene.get("rubble_scene_key") == key:
+            scene["rubble_shot_dir"] = str(job.shot_dir)  # wherever the shot is now (not saved in it)
             return scene
     if job.owns_session:
         reset_session()
@@ -176,8 +178,32 @@ def write_shot_blend(job: ShotJob) -> None:
     temporary name first, so a reader (a farm chunk) never opens half a file."""
     scenes = {s for s in (ownership.find_scene(ownership.SHOT), ownership.find_scene(ownership.EDIT)) if s}
     tmp = job.blend_path.with_name(f".{job.blend_path.stem}.tmp.blend")
-    bpy.data.libraries.write(str(tmp), scenes, path_remap="RELATIVE_ALL")
+    with _relocatable(scenes, job.shot_dir):
+        bpy.data.libraries.write(str(tmp), scenes, path_remap="RELATIVE_ALL")
     os.replace(tmp, job.blend_path)
+
+
+@contextmanager
+def _relocatable(scenes, shot_dir: Path):
+    """While shot.blend is written: what path_remap does not reach becomes relative too. The
+    render outputs (the last pass or movie rendered) get `//` paths (`//` alone when they lie
+    outside the shot), and the scene's record of its absolute shot folder is left out
+    (open_or_new_scene sets it again on opening), so a moved or packed shot holds no path
+    outside itself."""
+    saved = [(scene, scene.render.filepath, scene.get("rubble_shot_dir")) for scene in scenes]
+    try:
+        for scene in scenes:
+            path = Path(scene.render.filepath)
+            if path.is_absolute():
+                inside = shot_dir in path.parents
+                scene.render.filepath = "//" + (path.relative_to(shot_dir).as_posix() if inside else "")
+            scene.pop("rubble_shot_dir", None)
+        yield
+    finally:
+        for scene, filepath, recorded in saved:
+            scene.render.filepath = filepath
+            if recorded is not None:
+                scene["rubble_shot_dir"] = recorded
 
 
 def sync_manifest_preset(job: ShotJob) -> None:

@@ -188,8 +188,7 @@ def generate(args) -> int:
         protocol.cancelled(f"Cancelled ({exc}); finished windows are kept and a rerun resumes.", kept)
         return protocol.EXIT_CANCELLED
     description = models.describe(spec)
-    provenance.write(shot, description)
-    outputs = ["provenance.json"]
+    outputs = []
     missing, stale = blend.unfinished(shot)
     if stale:  # only possible with --windows: a farm task does its share, the others are reported
         protocol.warning(
@@ -198,13 +197,19 @@ def generate(args) -> int:
             f"blended. Run: {blend.redo_command(shot, stale)}",
         )
     complete = not missing and not stale
-    if complete:
+    if complete and provenance.describes_current_frames(shot):
+        protocol.progress("blend", 1, 1, "frames already blended from these windows, skipped")
+    elif complete:
+        # provenance.json last: it names the windows the frames were blended from, so a run killed
+        # while blending finds it stale and blends again (provenance.describes_current_frames).
         with _Stage("blend", timings):
             outputs += _relative(shot, blend.run(shot))
         with _Stage("temporal", timings):
-            provenance.add(shot, temporal_warp_error=temporal.measure(shot))
+            stability = temporal.measure(shot)
         with _Stage("contact_sheet", timings):
-            outputs += _relative(shot, [contact_sheet.write(shot)])
+            outputs += _relative(shot, [contact_sheet.write(shot, description["smoke_test"], stability)])
+        provenance.write(shot, description, temporal_warp_error=stability)
+        outputs.append("provenance.json")
     protocol.result(
         "generate",
         outputs,

@@ -22,13 +22,17 @@ def sampled_frames(shot: Shot) -> list[int]:
     return [frames[int(round(p))] for p in picks]
 
 
-def write(shot: Shot):
+def write(shot: Shot, smoke_test: bool | None = None, stability: dict | None = None):
+    """`smoke_test`: whether the frames came from random weights; `stability`: the temporal warp
+    error (inference/temporal.py). Both default to what provenance.json says."""
     width, height = shot.resolution
     cell = (CELL_WIDTH, max(1, round(height * CELL_WIDTH / width)))
-    smoke_test = provenance.read_smoke_test(shot)
+    if smoke_test is None:
+        smoke_test = provenance.read_smoke_test(shot)
     banner = BANNER_HEIGHT if smoke_test else 0
     rows = sampled_frames(shot)
-    stability = (provenance.read(shot) or {}).get("temporal_warp_error")
+    if stability is None:
+        stability = (provenance.read(shot) or {}).get("temporal_warp_error")
     footer = LABEL_HEIGHT if stability else 0
     sheet = Image.new(
         "RGB", (cell[0] * len(COLUMNS), banner + LABEL_HEIGHT + len(rows) * (cell[1] + LABEL_HEIGHT) + footer), "black"

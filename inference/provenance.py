@@ -14,7 +14,7 @@ SCHEMA = "rubble.provenance/1"
 DISCLOSURE = "AI-generated"
 
 
-def write(shot: Shot, model_description: dict) -> None:
+def _window_records(shot: Shot) -> list[dict]:
     plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
     records = []
     for window in plan:
@@ -30,6 +30,25 @@ def write(shot: Shot, model_description: dict) -> None:
                     "model_load_seconds": record["model_load_seconds"],
                 }
             )
+    return records
+
+
+def describes_current_frames(shot: Shot) -> bool:
+    """True when provenance.json, written after the frames and the contact sheet, names exactly
+    today's window records and those files are all there: blending again would rewrite the same
+    pixels (a farm task run twice must change nothing)."""
+    path = shot.directory / "provenance.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    outputs = [shot.directory / "frames" / f"{f:04d}.png" for f in shot.frames] + [shot.directory / "contact_sheet.png"]
+    return saved.get("windows") == _window_records(shot) and all(p.is_file() for p in outputs)
+
+
+def write(shot: Shot, model_description: dict, **measured) -> None:
+    """`measured`: top-level keys measured on the blended frames (e.g. temporal_warp_error)."""
+    records = _window_records(shot)
     data = {
         "schema": SCHEMA,
         "disclosure": DISCLOSURE,
@@ -58,14 +77,9 @@ def write(shot: Shot, model_description: dict) -> None:
         },
         "windows": records,
         "noise": noise_warp.provenance(shot),
+        **measured,
     }
     files.write_json(shot.directory / "provenance.json", data)
-
-
-def add(shot: Shot, **keys) -> None:
-    """Add top-level keys to an existing provenance.json (e.g. a measurement made after blending)."""
-    path = shot.directory / "provenance.json"
-    files.write_json(path, {**json.loads(path.read_text(encoding="utf-8")), **keys})
 
 
 def read(shot: Shot) -> dict | None:

@@ -67,10 +67,14 @@ def test_pretrained_without_weights_says_what_to_download(tmp_path):
     assert run.returncode == 1
     (error,) = run.of_type("error")
     assert error["code"] == "missing_weights"
-    preset = json.loads((shot / "shot.json").read_text())["preset"]["model"]
+    preset = json.loads((shot / "shot.json").read_text())["preset"]
     assert "python -m inference fetch" in error["hint"]
-    for role in ("base", "motion_adapter", "controlnet"):
-        assert f"{preset[role]}@{preset[role + '_revision']}" in error["hint"]
+    model = preset["model"]
+    named = [(model[role], model[role + "_revision"]) for role in ("base", "motion_adapter")]
+    named += [(control["model"], control["revision"]) for control in preset["controls"]]
+    assert len(named) == 4
+    for repo, revision in named:
+        assert f"{repo}@{revision}" in error["hint"]
     assert str(tmp_path / "empty-hf") in error["hint"], "the hint names the cache it looked in"
     assert not (tmp_path / "empty-hf").exists() or not any((tmp_path / "empty-hf").rglob("*.safetensors"))
 

@@ -101,6 +101,32 @@ def test_rerun_skips_unchanged_windows(generated, tiny_model):
     assert result["windows_generated"] == [] and result["windows_skipped"] == [0, 1, 2]
 
 
+def test_a_finished_generate_run_again_rewrites_nothing(generated, tiny_model):
+    """A farm retries tasks: a generate task whose windows and frames are done is a no-op."""
+    shot, _ = generated
+    outputs = [*sorted((shot / "frames").glob("*.png")), shot / "contact_sheet.png", shot / "provenance.json"]
+    before = {p.name: p.stat().st_mtime_ns for p in outputs}
+    run = generate(shot, tiny_model, "--windows", "1")
+    assert run.returncode == 0, run.stderr
+    (result,) = run.of_type("result")
+    assert result["windows_generated"] == [] and result["blended"] is True and result["outputs"] == []
+    assert {p.name: p.stat().st_mtime_ns for p in outputs} == before, "frames blended again from the same windows"
+
+
+def test_a_blend_killed_half_way_is_redone(generated, tmp_path, tiny_model):
+    """provenance.json is written after the frames: frames left by a killed blend are blended again."""
+    shot = tmp_path / "shot"
+    shutil.copytree(generated[0], shot)
+    (shot / "provenance.json").unlink()  # what a run killed between the frames and provenance leaves
+    (shot / "frames" / "0003.png").write_bytes(b"torn")
+    run = generate(shot, tiny_model)
+    assert run.returncode == 0, run.stderr
+    (result,) = run.of_type("result")
+    assert result["windows_generated"] == [] and "frames/0003.png" in result["outputs"]
+    assert Image.open(shot / "frames" / "0003.png").size == (64, 48)
+    assert (shot / "provenance.json").is_file()
+
+
 def test_cancel_keeps_finished_windows_and_rerun_resumes(tmp_path, tiny_model):
     shot = make_shot(tmp_path / "shot", look={"steps": 60})  # slow enough to cancel mid-window
     proc = subprocess.Popen(
