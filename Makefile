@@ -67,6 +67,8 @@ bench: venvs
 	$(BPY) bench/bench_destruction.py
 	$(IPY) bench/inference_cpu.py
 	$(IPY) bench/control_stats.py
+	$(BPY) bench/bench_passes.py
+	$(IPY) bench/bench_control.py
 
 clean:
 	rm -rf build .pytest_cache
