@@ -3,7 +3,7 @@
 Depth: disparity 1/z, normalised once per shot over all frames (per-frame normalisation
 flickers), near = bright, background black, 16-bit grey. Normal: camera space, in the
 normalbae colour convention the SD1.5 normal ControlNet was trained on. Clay: an sRGB preview.
-Flow and occlusion from the Vector pass (flow.py), one mask per role from the Object Index
+Flow, occlusion and disocclusion from the Vector pass (flow.py), one mask per role from the Object Index
 pass (masks.py).
 """
 
@@ -58,6 +58,10 @@ def occlusion_path(shot: Shot, frame: int) -> Path:
     return shot.directory / "control" / "flow" / "occlusion" / f"{frame:04d}.png"
 
 
+def disocclusion_path(shot: Shot, frame: int) -> Path:
+    return shot.directory / "control" / "flow" / "disocclusion" / f"{frame:04d}.png"
+
+
 def mask_path(shot: Shot, role: str, frame: int) -> Path:
     return shot.directory / "control" / "mask" / role / f"{frame:04d}.png"
 
@@ -73,6 +77,7 @@ def frame_outputs(shot: Shot, frame: int) -> list[Path]:
         flow_path(shot, "forward", frame),
         flow_path(shot, "backward", frame),
         occlusion_path(shot, frame),
+        disocclusion_path(shot, frame),
         *(mask_path(shot, role, frame) for role in roles(shot)),
     ]
 
@@ -123,7 +128,8 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
             # pass file stops the run with the maps already written still there.
             fresh = set(written)
             control = shot.directory / "control"
-            for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "mask/*/*.png"]:
+            for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "flow/disocclusion/*.png",
+                                                               "mask/*/*.png"]:
                 for stale in control.glob(pattern):
                     if stale not in fresh:
                         stale.unlink()
@@ -228,20 +234,26 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
     the wanted frames, their disparity spilled to `spill`. The run's last frame's occlusion reads
-    the next frame's passes (another run's) when there is one."""
+    the next frame's passes (another run's) when there is one, its first frame's disocclusion the
+    previous frame's."""
     histogram = DisparityHistogram()
     written = []
     waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
+    previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
     for frame in run:
         frame_passes = passes.read(shot.pass_path(frame), frame)
         histogram.add(frame_passes.depth)
         if waiting is not None and waiting[0] == frame - 1:
             written.append(_write_occlusion(shot, *waiting, flow.backward(frame_passes.vector)))
         waiting = None
+        forward = flow.forward(frame_passes.vector)
         if frame in wanted:
             written += _write_frame_maps(shot, frame, frame_passes)
-            waiting = (frame, flow.forward(frame_passes.vector))
+            waiting = (frame, forward)
             np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
+            before = previous[1] if previous is not None else _previous_forward(shot, frame)
+            written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+        previous = (frame, forward)
         _frame_done(stage, total, frame)
     if waiting is not None:
         frame = waiting[0]
@@ -263,28 +275,35 @@ def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill:
 def _maps_with_stats(shot: Shot, run: list[int], total: int, stage: str, stats: DepthStats) -> list[Path]:
     """Known statistics: read each frame of the run once and write all its maps.
 
-    A frame's occlusion needs the next frame's backward flow; when that frame is not in the run
-    (the end of a run or of a chunk) its passes are read for it.
+    A frame's occlusion needs the next frame's backward flow and its disocclusion the previous
+    frame's forward flow; at the ends of a run (or of a chunk) those frames' passes are read for it.
     """
     written = []
-    last = None  # (frame, passes) last read: a next frame read for an occlusion is reused when derived next
-
-    def read(frame: int) -> passes.FramePasses:
-        nonlocal last
-        if last is None or last[0] != frame:
-            last = (frame, passes.read(shot.pass_path(frame), frame))
-        return last[1]
-
+    ahead = {}  # the next frame's passes, read for an occlusion: reused when that frame is derived next
+    previous = None  # (frame, forward flow) of the frame derived last: the next one's disocclusion needs it
     for frame in run:
-        frame_passes = read(frame)
+        frame_passes = ahead.pop(frame, None) or passes.read(shot.pass_path(frame), frame)
         path = map_path(shot, "depth", frame)
         write_map(path, depth_image(frame_passes.depth, stats))
         written += [path, *_write_frame_maps(shot, frame, frame_passes)]
         forward = flow.forward(frame_passes.vector)
-        after = flow.backward(read(frame + 1).vector) if frame < shot.frame_end else None
+        before = previous[1] if previous is not None and previous[0] == frame - 1 else _previous_forward(shot, frame)
+        written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+        after = None
+        if frame < shot.frame_end:
+            ahead = {frame + 1: passes.read(shot.pass_path(frame + 1), frame + 1)}
+            after = flow.backward(ahead[frame + 1].vector)
         written.append(_write_occlusion(shot, frame, forward, after))
+        previous = (frame, forward)
         _frame_done(stage, total, frame)
     return written
+
+
+def _previous_forward(shot: Shot, frame: int) -> np.ndarray | None:
+    """Frame - 1's forward flow, read for `frame`'s disocclusion; None for the shot's first frame."""
+    if frame <= shot.frame_start:
+        return None
+    return flow.forward(passes.read(shot.pass_path(frame - 1), frame - 1).vector)
 
 
 def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
@@ -309,6 +328,12 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) 
 def _write_occlusion(shot: Shot, frame: int, forward: np.ndarray, next_backward: np.ndarray | None) -> Path:
     path = occlusion_path(shot, frame)
     write_map(path, binary_image(flow.occlusion(forward, next_backward)))
+    return path
+
+
+def _write_disocclusion(shot: Shot, frame: int, backward: np.ndarray, previous_forward: np.ndarray | None) -> Path:
+    path = disocclusion_path(shot, frame)
+    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)))
     return path
 
 

@@ -53,7 +53,7 @@ def test_chunk_uses_the_whole_shot_normalisation(derived, tmp_path):
         assert np.array_equal(np.asarray(load(chunk, "depth", frame)), np.asarray(load(derived, "depth", frame)))
     # Flow, occlusion (frame 3's needs frame 4, outside the chunk) and masks too, byte for byte.
     made = sorted(p.relative_to(chunk) for p in (chunk / "control").rglob("*") if p.is_file() and p.suffix != ".json")
-    assert len(made) == 2 * 8 and all(p.stem in ("0002", "0003") for p in made), made
+    assert len(made) == 2 * 9 and all(p.stem in ("0002", "0003") for p in made), made
     for path in made:
         assert (chunk / path).read_bytes() == (derived / path).read_bytes(), path
     whole = json.loads((derived / "control" / "stats.json").read_text())
