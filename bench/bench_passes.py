@@ -11,6 +11,8 @@ the others, the steady state a long shot sees. Variants:
   current     addon/scene/passes.py as it is
   split       current + two view layers, the data passes at 1 sample, the clay at [render] samples
   1 sample    current with [render] samples = 1: the floor, what the data passes alone cost
+  denoised    1 sample, the Combined (clay) pass denoised by OpenImageDenoise (the data passes
+              are never denoised): a smoother clay than 1 sample for the denoiser's cost
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def render(shot_dir: str, variant: str, size: str, frames: int) -> None:
         clay.samples = preset.render.samples
     elif variant == "1 sample":
         scene.cycles.samples = 1
+    elif variant == "denoised":
+        scene.cycles.samples, scene.cycles.use_denoising = 1, True
     seconds = []
     with tempfile.TemporaryDirectory() as out:
         for frame in range(FIRST, FIRST + frames):
@@ -65,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="512x288")
     parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--variants", default="old,current,split,1 sample")
+    parser.add_argument("--variants", default="old,current,split,1 sample,denoised")
     parser.add_argument("--render", nargs=4, metavar=("SHOT", "VARIANT", "SIZE", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.render:
