@@ -128,8 +128,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
             # pass file stops the run with the maps already written still there.
             fresh = set(written)
             control = shot.directory / "control"
-            for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "flow/disocclusion/*.png",
-                                                               "mask/*/*.png"]:
+            for pattern in [f"{kind}/*.png" for kind in KINDS] + ["flow/*/*.npy", "flow/*/*.png", "mask/*/*.png"]:
                 for stale in control.glob(pattern):
                     if stale not in fresh:
                         stale.unlink()
