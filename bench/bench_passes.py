@@ -6,7 +6,8 @@ measured in the same run.
 
 The shot is built and baked once; each variant then renders the same frames of the collapse in
 a fresh process. The first frame (scene export, BVH, kernel) is reported apart from the mean of
-the others, the steady state a long shot sees. Variants:
+the others, the steady state a long shot sees; CPU s/frame (all of Cycles' threads) is the
+figure to compare when other work shares the machine. Variants:
   old         the settings before: ZIP float32, every frame re-exported
   current     addon/scene/passes.py as it is
   split       current + two view layers, the data passes at 1 sample, the clay at [render] samples
@@ -55,14 +56,15 @@ def render(shot_dir: str, variant: str, size: str, frames: int) -> None:
         scene.cycles.samples = 1
     elif variant == "denoised":
         scene.cycles.samples, scene.cycles.use_denoising = 1, True
-    seconds = []
+    seconds, cpu = [], []
     with tempfile.TemporaryDirectory() as out:
         for frame in range(FIRST, FIRST + frames):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()  # CPU: every Cycles thread
             passes.render_frame(scene, frame, Path(out) / f"{frame:04d}.exr")
             seconds.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         size_mb = (Path(out) / f"{FIRST:04d}.exr").stat().st_size / 1e6
-    print("RESULT " + json.dumps({"seconds": seconds, "mb": size_mb}))
+    print("RESULT " + json.dumps({"seconds": seconds, "cpu": cpu, "mb": size_mb}))
 
 
 def main() -> None:
@@ -83,7 +85,7 @@ def main() -> None:
             sys.exit(built.stderr[-3000:])
         fragments = len(json.loads((shot / "shot.json").read_text()).get("fragments", {}))
         print(f"default preset, {fragments} fragments, {args.size}, frames {FIRST}-{FIRST + args.frames - 1}")
-        print(f"{'variant':<10}{'first frame s':>14}{'next frames s/frame':>21}{'MB/frame':>10}")
+        print(f"{'variant':<10}{'first frame s':>14}{'next frames s/frame':>21}{'CPU s/frame':>12}{'MB/frame':>10}")
         for variant in args.variants.split(","):
             run = subprocess.run([sys.executable, __file__, "--render", str(shot), variant, args.size, str(args.frames)],
                                  cwd=REPO, capture_output=True, text=True)
@@ -91,8 +93,9 @@ def main() -> None:
             if run.returncode or line is None:
                 sys.exit(run.stderr[-3000:])
             result = json.loads(line[len("RESULT "):])
-            rest = result["seconds"][1:] or result["seconds"]
-            print(f"{variant:<10}{result['seconds'][0]:>14.2f}{sum(rest) / len(rest):>21.2f}{result['mb']:>10.2f}", flush=True)
+            rest, rest_cpu = result["seconds"][1:] or result["seconds"], result["cpu"][1:] or result["cpu"]
+            print(f"{variant:<10}{result['seconds'][0]:>14.2f}{sum(rest) / len(rest):>21.2f}"
+                  f"{sum(rest_cpu) / len(rest_cpu):>12.2f}{result['mb']:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":
