@@ -81,6 +81,8 @@ bench: venvs
 	$(IPY) bench/inference_cpu.py
 	$(IPY) bench/control_stats.py
 	$(IPY) bench/noise_warp.py
+	$(BPY) bench/bench_passes.py
+	$(IPY) bench/bench_control.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -3,13 +3,16 @@
 Depth: disparity 1/z, normalised once per shot over all frames (per-frame normalisation
 flickers), near = bright, background black, 16-bit grey. Normal: camera space, in the
 normalbae colour convention the SD1.5 normal ControlNet was trained on. Clay: an sRGB preview.
-Flow and occlusion from the Vector pass (flow.py), one mask per role from the Object Index
+Flow, occlusion and disocclusion from the Vector pass (flow.py), one mask per role from the Object Index
 pass (masks.py).
 """
 
 import json
+import multiprocessing as mp
 import os
 import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,9 @@ LOG_BIN = float(np.log1p(BIN_RATIO))
 BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
 PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
+# zlib level of the maps' PNGs: 1 encodes the noisy clay 4x faster than Pillow's default 6, for
+# files within 10% of its size (bench/bench_control.py; README "Speed of the control stage").
+PNG_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ def occlusion_path(shot: Shot, frame: int) -> Path:
     return shot.directory / "control" / "flow" / "occlusion" / f"{frame:04d}.png"
 
 
+def disocclusion_path(shot: Shot, frame: int) -> Path:
+    return shot.directory / "control" / "flow" / "disocclusion" / f"{frame:04d}.png"
+
+
 def mask_path(shot: Shot, role: str, frame: int) -> Path:
     return shot.directory / "control" / "mask" / role / f"{frame:04d}.png"
 
@@ -68,6 +78,7 @@ def frame_outputs(shot: Shot, frame: int) -> list[Path]:
         flow_path(shot, "forward", frame),
         flow_path(shot, "backward", frame),
         occlusion_path(shot, frame),
+        disocclusion_path(shot, frame),
         *(mask_path(shot, role, frame) for role in roles(shot)),
     ]
 
@@ -78,13 +89,16 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     Each EXR is decoded once. When control/stats.json matches the passes, frames whose maps
     exist are skipped (resume) and the others are written in one pass. Otherwise the statistics
     need every frame of the shot before any depth map can be normalised, so one pass over the
-    shot accumulates the disparity histogram, writes the normal and clay maps of `frames` and
-    keeps their disparity in a float32 file under control/ (float16 would cost the 16-bit depth
-    map ~5 bits); a second pass turns those files into depth maps and deletes them.
+    shot accumulates the disparity histogram, writes the other maps of `frames` and keeps their
+    disparity in a float32 file under control/ (float16 would cost the 16-bit depth map ~5 bits);
+    a second pass turns those files into depth maps and deletes them. Both passes run in
+    worker processes, one run of consecutive frames each (see `worker_count`).
     """
     detectors.check(shot)  # missing detector weights: stop before any work
     stats_path = shot.directory / "control" / "stats.json"
-    source = {str(f): files.sha256_file(shot.pass_path(f)) for f in shot.frames if shot.pass_path(f).is_file()}
+    present = [f for f in shot.frames if shot.pass_path(f).is_file()]
+    with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
+        source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
     method = {
         "percentiles": list(PERCENTILES),
         "background_depth": BACKGROUND_DEPTH,
@@ -93,95 +107,217 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     }
     saved = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
     if saved.get("passes_sha256") == source and saved.get("method") == method:
-        return _derive_with(shot, frames, DepthStats(**saved["depth"]))
+        todo = [f for f in frames if not all(p.is_file() for p in frame_outputs(shot, f))]
+        if not todo:
+            protocol.progress("control", len(frames), len(frames), "every frame up to date")
+            return []
+        with _Workers(len(todo)) as pool:
+            runs = pool.run("control", _maps_with_stats, shot, todo, DepthStats(**saved["depth"]))
+        return [path for paths in runs for path in paths]
 
-    wanted = set(frames)
-    waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
-    histogram = DisparityHistogram()
     spill = shot.directory / "control" / f".disparity.{os.getpid()}"
     spill.mkdir(parents=True, exist_ok=True)
-    written = []
     try:
-        for done, frame in enumerate(shot.frames, start=1):
-            frame_passes = passes.read(shot.pass_path(frame), frame)
-            histogram.add(frame_passes.depth)
-            if waiting is not None and waiting[0] == frame - 1:
-                written.append(_write_occlusion(shot, *waiting, flow.backward(frame_passes.vector)))
-            waiting = None
-            if frame in wanted:
-                written += _write_frame_maps(shot, frame, frame_passes)
-                waiting = (frame, flow.forward(frame_passes.vector))
-                np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
-            protocol.progress("control_stats", done, len(shot.frames), f"frame {frame}")
-        if waiting is not None:  # the shot's last frame: there is no next frame
-            written.append(_write_occlusion(shot, *waiting, None))
-        # Other passes or code: every older map is stale (and maps made with other stats would mix
-        # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
-        # pass file stops the run with the maps already written still there.
-        fresh = set(written)
-        control = shot.directory / "control"
-        for pattern in [f"{kind}/*.png" for kind in KINDS + detectors.KINDS] + ["flow/*/*.npy", "flow/occlusion/*.png", "mask/*/*.png"]:
-            for stale in control.glob(pattern):
-                if stale not in fresh:
-                    stale.unlink()
-        stats = depth_stats(histogram)
-        files.write_json(
-            stats_path,
-            {
-                "schema": STATS_SCHEMA,
-                "depth": {"disparity_low": stats.disparity_low, "disparity_high": stats.disparity_high},
-                "method": method,
-                "passes_sha256": source,
-            },
-        )
-        for done, frame in enumerate(frames, start=1):
-            path = map_path(shot, "depth", frame)
-            files.write_png(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats))
-            written.append(path)
-            protocol.progress("control", done, len(frames), f"frame {frame}")
+        with _Workers(len(shot.frames)) as pool:
+            chunks = pool.run("control_stats", _maps_and_histogram, shot, shot.frames, set(frames), spill)
+            histogram = DisparityHistogram()
+            written = []
+            for sparse, paths in chunks:
+                histogram.merge(sparse)
+                written += paths
+            # Other passes or code: every older map is stale (and maps made with other stats would mix
+            # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
+            # pass file stops the run with the maps already written still there.
+            fresh = set(written)
+            control = shot.directory / "control"
+            for pattern in [f"{kind}/*.png" for kind in KINDS + detectors.KINDS] + ["flow/*/*.npy", "flow/*/*.png",
+                                                                                 "mask/*/*.png"]:
+                for stale in control.glob(pattern):
+                    if stale not in fresh:
+                        stale.unlink()
+            stats = depth_stats(histogram)
+            files.write_json(
+                stats_path,
+                {
+                    "schema": STATS_SCHEMA,
+                    "depth": {"disparity_low": stats.disparity_low, "disparity_high": stats.disparity_high},
+                    "method": method,
+                    "passes_sha256": source,
+                },
+            )
+            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spill, stats) for path in paths]
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return written
 
 
-def _derive_with(shot: Shot, frames: list[int], stats: DepthStats) -> list[Path]:
-    """Known statistics: read each frame still lacking a map once and write all its maps.
+def worker_count(frames: int) -> int:
+    """Worker processes for `frames` frames: $RUBBLE_CONTROL_WORKERS, else one per CPU core this
+    process may use, never more than the frames. Decoding an EXR and encoding a PNG hold the GIL
+    (OpenEXR's and Pillow's Python bindings), so threads would not run them side by side."""
+    wanted = os.environ.get("RUBBLE_CONTROL_WORKERS", "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(int(wanted) if wanted.strip() else cores, frames))
 
-    A frame's occlusion needs the next frame's backward flow; when that frame is not derived
-    too (the end of a chunk) its passes are read for it.
+
+def _split(frames: list[int], parts: int) -> list[list[int]]:
+    """Consecutive runs of frames: a frame's occlusion needs the next frame, which a run reads once."""
+    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
+    return [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+class _Workers:
+    """Runs a function on consecutive runs of frames, in this process for one worker, else in a
+    process pool. Progress counts frames across the workers through one shared counter."""
+
+    def __init__(self, frames: int):
+        self.count = worker_count(frames)
+        # fork on Linux: no re-import per worker; elsewhere the platform's default (spawn).
+        self.context = mp.get_context("fork" if sys.platform == "linux" else None)
+        self.done = self.context.Value("i", 0)
+        self.pool = None
+
+    def __enter__(self):
+        if self.count > 1:
+            self.pool = ProcessPoolExecutor(self.count, mp_context=self.context,
+                                            initializer=_init_worker, initargs=(self.done,))
+        else:
+            _init_worker(self.done)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def run(self, stage: str, work, shot: Shot, frames: list[int], *args) -> list:
+        """work(shot, run, total, stage, *args) per run; the results in frame order. The first
+        run that fails (the earliest frames) raises its BackendError once every run has ended."""
+        with self.done.get_lock():
+            self.done.value = 0
+        runs = _split(frames, self.count)
+        if self.pool is None:
+            return [work(shot, run, len(frames), stage, *args) for run in runs]
+        futures = [self.pool.submit(_in_worker, work, shot, run, len(frames), stage, *args) for run in runs]
+        results = [future.result() for future in futures]
+        for result in results:
+            if isinstance(result, _Failure):
+                raise protocol.BackendError(result.code, result.message, result.hint)
+        return results
+
+
+@dataclass(frozen=True)
+class _Failure:  # a BackendError from a worker (it does not pickle: its __init__ takes three arguments)
+    code: str
+    message: str
+    hint: str
+
+
+_done = None  # the pool's shared frame counter, set in each worker
+
+
+def _init_worker(done) -> None:
+    global _done
+    _done = done
+
+
+def _in_worker(work, *args):
+    try:
+        return work(*args)
+    except protocol.BackendError as exc:
+        return _Failure(exc.code, exc.message, exc.hint)
+
+
+def _frame_done(stage: str, total: int, frame: int) -> None:
+    with _done.get_lock():  # one line at a time, numbered in the order frames finish
+        _done.value += 1
+        protocol.progress(stage, _done.value, total, f"frame {frame}")
+
+
+def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
+    """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
+    the wanted frames, their disparity spilled to `spill`. The run's last frame's occlusion reads
+    the next frame's passes (another run's) when there is one, its first frame's disocclusion the
+    previous frame's."""
+    histogram = DisparityHistogram()
+    written = []
+    waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
+    previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
+    for frame in run:
+        frame_passes = passes.read(shot.pass_path(frame), frame)
+        histogram.add(frame_passes.depth)
+        if waiting is not None and waiting[0] == frame - 1:
+            written.append(_write_occlusion(shot, *waiting, flow.backward(frame_passes.vector)))
+        waiting = None
+        forward = flow.forward(frame_passes.vector)
+        if frame in wanted:
+            written += _write_frame_maps(shot, frame, frame_passes)
+            waiting = (frame, forward)
+            np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
+            before = previous[1] if previous is not None else _previous_forward(shot, frame)
+            written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+        previous = (frame, forward)
+        _frame_done(stage, total, frame)
+    if waiting is not None:
+        frame = waiting[0]
+        after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
+        written.append(_write_occlusion(shot, *waiting, after))
+    return histogram.sparse(), written
+
+
+def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill: Path, stats: DepthStats) -> list[Path]:
+    written = []
+    for frame in run:
+        path = map_path(shot, "depth", frame)
+        write_map(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats))
+        written.append(path)
+        _frame_done(stage, total, frame)
+    return written
+
+
+def _maps_with_stats(shot: Shot, run: list[int], total: int, stage: str, stats: DepthStats) -> list[Path]:
+    """Known statistics: read each frame of the run once and write all its maps.
+
+    A frame's occlusion needs the next frame's backward flow and its disocclusion the previous
+    frame's forward flow; at the ends of a run (or of a chunk) those frames' passes are read for it.
     """
     written = []
-    last = None  # (frame, passes) last read: a next frame read for an occlusion is reused when derived next
-
-    def read(frame: int) -> passes.FramePasses:
-        nonlocal last
-        if last is None or last[0] != frame:
-            last = (frame, passes.read(shot.pass_path(frame), frame))
-        return last[1]
-
-    for done, frame in enumerate(frames, start=1):
-        if not all(p.is_file() for p in frame_outputs(shot, frame)):
-            frame_passes = read(frame)
-            path = map_path(shot, "depth", frame)
-            files.write_png(path, depth_image(frame_passes.depth, stats))
-            written += [path, *_write_frame_maps(shot, frame, frame_passes)]
-            forward = flow.forward(frame_passes.vector)
-            after = flow.backward(read(frame + 1).vector) if frame < shot.frame_end else None
-            written.append(_write_occlusion(shot, frame, forward, after))
-        protocol.progress("control", done, len(frames), f"frame {frame}")
+    ahead = {}  # the next frame's passes, read for an occlusion: reused when that frame is derived next
+    previous = None  # (frame, forward flow) of the frame derived last: the next one's disocclusion needs it
+    for frame in run:
+        frame_passes = ahead.pop(frame, None) or passes.read(shot.pass_path(frame), frame)
+        path = map_path(shot, "depth", frame)
+        write_map(path, depth_image(frame_passes.depth, stats))
+        written += [path, *_write_frame_maps(shot, frame, frame_passes)]
+        forward = flow.forward(frame_passes.vector)
+        before = previous[1] if previous is not None and previous[0] == frame - 1 else _previous_forward(shot, frame)
+        written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+        after = None
+        if frame < shot.frame_end:
+            ahead = {frame + 1: passes.read(shot.pass_path(frame + 1), frame + 1)}
+            after = flow.backward(ahead[frame + 1].vector)
+        written.append(_write_occlusion(shot, frame, forward, after))
+        previous = (frame, forward)
+        _frame_done(stage, total, frame)
     return written
+
+
+def _previous_forward(shot: Shot, frame: int) -> np.ndarray | None:
+    """Frame - 1's forward flow, read for `frame`'s disocclusion; None for the shot's first frame."""
+    if frame <= shot.frame_start:
+        return None
+    return flow.forward(passes.read(shot.pass_path(frame - 1), frame - 1).vector)
 
 
 def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
     """Everything but depth (needs the shot's statistics) and occlusion (needs the next frame)."""
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
-    files.write_png(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
+    write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
     clay = clay_image(frame_passes.combined)
-    files.write_png(paths[1], clay)
-    for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render
+    write_map(paths[1], clay)
+    for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render (each worker loads its own)
         paths.append(map_path(shot, kind, frame))
-        files.write_png(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
+        write_map(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
     for direction, derive_flow in (("forward", flow.forward), ("backward", flow.backward)):
         path = flow_path(shot, direction, frame)
         files.write_npy(path, derive_flow(frame_passes.vector))
@@ -190,15 +326,25 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) 
     moved = shot.moved.get(frame, frozenset())
     for role, inside in masks.role_masks(frame_passes.object_index, shot.roles, moved, names).items():
         path = mask_path(shot, role, frame)
-        files.write_png(path, binary_image(inside))
+        write_map(path, binary_image(inside))
         paths.append(path)
     return paths
 
 
 def _write_occlusion(shot: Shot, frame: int, forward: np.ndarray, next_backward: np.ndarray | None) -> Path:
     path = occlusion_path(shot, frame)
-    files.write_png(path, binary_image(flow.occlusion(forward, next_backward)))
+    write_map(path, binary_image(flow.occlusion(forward, next_backward)))
     return path
+
+
+def _write_disocclusion(shot: Shot, frame: int, backward: np.ndarray, previous_forward: np.ndarray | None) -> Path:
+    path = disocclusion_path(shot, frame)
+    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)))
+    return path
+
+
+def write_map(path: Path, image: Image.Image) -> None:
+    files.write_png(path, image, compress_level=PNG_LEVEL)
 
 
 def binary_image(inside: np.ndarray) -> Image.Image:
@@ -233,6 +379,18 @@ class DisparityHistogram:
         self.counts += np.bincount(index, minlength=BINS)
         np.minimum.at(self.smallest, index, values)
         np.maximum.at(self.largest, index, values)
+
+    def sparse(self) -> tuple[np.ndarray, ...]:
+        """The filled bins only (index, count, smallest, largest): a few kB to send between processes."""
+        filled = np.flatnonzero(self.counts)
+        return filled, self.counts[filled], self.smallest[filled], self.largest[filled]
+
+    def merge(self, sparse: tuple[np.ndarray, ...]) -> None:
+        """Add another histogram's `sparse()`: as if its frames had been added here."""
+        filled, counts, smallest, largest = sparse
+        self.counts[filled] += counts
+        self.smallest[filled] = np.minimum(self.smallest[filled], smallest)
+        self.largest[filled] = np.maximum(self.largest[filled], largest)
 
     def percentiles(self, q: tuple[float, ...]) -> list[float] | None:
         total = int(self.counts.sum())
@@ -295,8 +453,9 @@ def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
     """n_cam = R⁻¹ n_world, R the camera's world rotation (x right, y up, z towards the viewer)."""
     rotation = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
     rotation = rotation / np.linalg.norm(rotation, axis=0)  # drop any object scale
-    # R is orthonormal, so R⁻¹ = Rᵀ; for row vectors n_cam = n_world · R.
-    return (normal_world.astype(np.float64) @ rotation).astype(np.float32)
+    # R is orthonormal, so R⁻¹ = Rᵀ; for row vectors n_cam = n_world · R. float32 throughout: the
+    # map has 8 bits per component, float32's rounding (~1e-7) is far below its step (1/255).
+    return normal_world.astype(np.float32, copy=False) @ rotation.astype(np.float32)
 
 
 def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> Image.Image:
@@ -306,7 +465,7 @@ def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray)
     # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
     n[background] = (0.0, 0.0, 1.0)
     # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped.
-    rgb = np.stack([(1.0 - n[..., 0]) / 2.0, (n[..., 1] + 1.0) / 2.0, (n[..., 2] + 1.0) / 2.0], axis=-1)
+    rgb = n * np.float32([-0.5, 0.5, 0.5]) + np.float32(0.5)  # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2)
     return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 

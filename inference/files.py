@@ -17,11 +17,12 @@ def write_json(path: Path, data: dict) -> None:
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
 
 
-def write_png(path: Path, image: Image.Image, text: dict[str, str] | None = None) -> None:
+def write_png(path: Path, image: Image.Image, text: dict[str, str] | None = None, compress_level: int = 6) -> None:
+    """compress_level: zlib's 0-9 (6 is Pillow's default); lossless at every level."""
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_itxt(key, value)  # iTXt: UTF-8, so "—" and the like survive
-    _atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    _atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info, compress_level=compress_level))
 
 
 def write_npy(path: Path, array) -> None:

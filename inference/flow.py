@@ -49,3 +49,15 @@ def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.
     mismatch = (fx + bx) ** 2 + (fy + by) ** 2
     bound = ALPHA * (fx * fx + fy * fy + bx * bx + by * by) + BETA
     return outside | (mismatch > bound)
+
+
+def disocclusion(backward_flow: np.ndarray, previous_forward: np.ndarray | None) -> np.ndarray:
+    """True where the pixel was not visible in the previous frame: uncovered behind a moving
+    object, or come in from outside the image.
+
+    The same forward-backward check run the other way: frame t's backward flow against frame
+    t-1's forward flow sampled at p + B(p). A background pixel a cube has just left has B = 0,
+    but at p frame t-1 shows the cube, whose forward flow is the cube's motion, so the check
+    fails. With no previous frame (the shot's first) only pixels coming from outside are marked.
+    """
+    return occlusion(backward_flow, previous_forward)

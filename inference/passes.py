@@ -61,6 +61,8 @@ def read(path: Path, frame: int) -> FramePasses:
 
     def finite(name: str, components: str, channels: list[np.ndarray]) -> list[np.ndarray]:
         for component, values in zip(components, channels):
+            if np.isfinite(values.sum(dtype=np.float64)):  # a NaN or inf anywhere would make the sum one
+                continue
             bad = ~np.isfinite(values)
             if bad.any():
                 y, x = (int(v) for v in np.argwhere(bad)[0])

@@ -11,7 +11,12 @@ def _pixels(path):
             for name, channel in part.channels.items()}
 
 
-def test_chunked_passes_equal_one_run(tmp_path, small_preset):
+def test_chunked_passes_equal_one_run(tmp_path, small_preset, backend_python):
+    """...and so do the control maps of every kind (depth, normal, clay, flow, occlusion,
+    disocclusion, masks), derived chunk by chunk as a farm would, byte for byte."""
+    import subprocess
+
+    from conftest import REPO
     whole, chunked = tmp_path / "whole", tmp_path / "chunked"
     for args in ((whole, None), (chunked, "1-2"), (chunked, "3-4")):
         shot, frames = args
@@ -24,6 +29,18 @@ def test_chunked_passes_equal_one_run(tmp_path, small_preset):
         assert a.keys() == b.keys()
         for name in a:
             assert np.array_equal(a[name], b[name]), f"frame {frame} {name} differs between chunked and whole"
+    for shot, frames in ((whole, None), (chunked, "1-2"), (chunked, "3-4")):
+        extra = ["--frames", frames] if frames else []
+        run = subprocess.run([str(backend_python), "-m", "inference", "control", str(shot), *extra], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+    maps = sorted(p.relative_to(whole) for p in (whole / "control").rglob("*") if p.suffix in (".png", ".npy"))
+    kinds = {p.parts[1] if p.parts[1] not in ("flow", "mask") else "/".join(p.parts[1:3]) for p in maps}
+    assert {"depth", "normal", "clay", "flow/forward", "flow/backward", "flow/occlusion", "flow/disocclusion",
+            "mask/building", "mask/ground", "mask/debris"} <= kinds, kinds
+    assert maps == sorted(p.relative_to(chunked) for p in (chunked / "control").rglob("*") if p.suffix in (".png", ".npy"))
+    for path in maps:
+        assert (whole / path).read_bytes() == (chunked / path).read_bytes(), f"{path} differs between chunked and whole"
 
 
 def test_parallel_chunks_keep_each_others_stamps_and_generate_runs(tmp_path, small_preset, backend_python,

@@ -83,3 +83,16 @@ def test_vector_sign_for_motion_to_screen_right(sliding_cube):
     # ZW: minus the motion towards the next frame (it goes right: +x, so negative).
     assert v["Z"][32, 32] == pytest.approx(-expected, rel=0.05)
     assert abs(v["Y"][32, 32]) < 0.05 and abs(v["W"][32, 32]) < 0.05
+
+
+def test_data_passes_are_float32_and_only_the_clay_is_half_float_rle(sliding_cube):
+    """The EXR settings bench/bench_control.py measured: RLE, lossless; half float only for
+    Combined, whatever color_depth says Blender keeps the data passes float32."""
+    dtypes = {}
+    for part in OpenEXR.File(str(sliding_cube[0])).parts:
+        assert part.header["compression"] == OpenEXR.RLE_COMPRESSION, part.name()
+        for channel, data in part.channels.items():
+            dtypes[channel.split(".", 1)[1]] = data.pixels.dtype
+    assert dtypes.pop("Combined") == np.float16
+    assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
+    assert {"Depth.Z", "Normal.X", "Vector.W"} <= dtypes.keys()

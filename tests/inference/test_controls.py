@@ -285,7 +285,8 @@ def test_validate_checks_every_controls_weights_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    (result,) = [e for e in events if e.get("event", e.get("type")) == "result"]
     assert result["real_weights_present"] is False
     assert result["detector_weights_missing"] == ["lllyasviel/Annotators@main: sk_model.pth",
                                                   "lllyasviel/Annotators@main: sk_model2.pth"]

@@ -79,6 +79,23 @@ def test_occlusion_marks_pixels_covered_in_the_next_frame(tmp_path):
     assert (png(shot, "flow", "occlusion", "0003.png") == 0).all()
 
 
+def test_disocclusion_marks_pixels_uncovered_behind_a_moving_object(tmp_path):
+    shot = make_shot(tmp_path / "shot", frames=3)
+    for frame in (1, 2, 3):  # object 1 slides right 4 px a frame over a still background
+        start = 8 + 4 * frame
+        set_motion(shot, frame, slice(start, start + 12), (-4.0, 0.0, -4.0, 0.0))
+    derive(shot)
+    rows = layout(W, H).box_rows
+    uncovered = png(shot, "flow", "disocclusion", "0002.png")
+    assert uncovered.dtype == np.uint8 and uncovered.shape == (H, W)
+    assert (uncovered[rows, 12:16] == 255).all(), "the 4 columns the object left were hidden in frame 1"
+    assert (uncovered[rows, 16:28] == 0).all(), "the object itself was visible in frame 1"
+    assert uncovered.sum() == 255 * 4 * (rows.stop - rows.start), "nothing else is marked"
+    assert (png(shot, "flow", "occlusion", "0002.png")[rows, 12:16] == 0).all(), "occlusion looks ahead only"
+    # The first frame has no previous frame: only pixels coming from outside the image would be marked.
+    assert (png(shot, "flow", "disocclusion", "0001.png") == 0).all()
+
+
 def test_occlusion_marks_pixels_leaving_the_image(tmp_path):
     shot = make_shot(tmp_path / "shot", frames=2)
     set_motion(shot, 2, slice(W - 6, W), (-4.0, 0.0, -4.0, 0.0))
@@ -147,7 +164,7 @@ def test_resumed_chunk_derives_occlusion_from_the_next_frame(tmp_path):
         set_motion(shot, frame, slice(start, start + 12), (-4.0, 0.0, -4.0, 0.0))
     derive(shot)
     first = {p: p.read_bytes() for p in (shot / "control").rglob("*") if p.is_file() and p.name != "stats.json"}
-    assert len(first) == 3 * 8, "depth, normal, clay, forward, backward, occlusion, 2 masks for 3 frames"
+    assert len(first) == 3 * 9, "depth, normal, clay, forward, backward, occlusion, disocclusion, 2 masks for 3 frames"
     for path in first:
         if path.stem in ("0001", "0002"):
             path.unlink()
