@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
     sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
     sub.add_argument("--windows", type=_indices, help="only these windows, e.g. 0,2 (a farm task); blend waits for all")
-    sub.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
     command("blend", blend_windows, "cross-fade finished windows into frames/")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
@@ -102,11 +102,11 @@ def _relative(shot, paths) -> list[str]:
 
 
 def validate(args) -> int:
+    from . import long_shot
     from . import shot as shot_module
-    from . import windows
 
     shot = shot_module.load(args.shot)
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     missing = [f for f in shot.frames if not shot.pass_path(f).is_file()]
     if missing:
         protocol.warning("missing_passes", f"No pass files yet for frames {missing}.")
@@ -141,7 +141,7 @@ def derive_control(args) -> int:
 
 
 def generate(args) -> int:
-    from . import animatediff_controlnet, blend, contact_sheet, control, models, provenance, windows
+    from . import animatediff_controlnet, blend, contact_sheet, control, long_shot, memory, models, provenance, windows
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -157,7 +157,7 @@ def generate(args) -> int:
         with _Stage("windows", timings):
             done = animatediff_controlnet.run(shot, spec, device, args.windows, cancel)
     except Cancelled as exc:
-        plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+        plan = long_shot.plan(shot)
         kept = [str(windows.directory(shot.directory, w).relative_to(shot.directory)) for w in plan
                 if windows.read_record(shot.directory, w) is not None]
         protocol.cancelled(f"Cancelled ({exc}); finished windows are kept and a rerun resumes.", kept)

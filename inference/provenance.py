@@ -5,7 +5,7 @@ import platform
 from dataclasses import asdict
 from importlib import metadata
 
-from . import __version__, files, windows
+from . import __version__, files, long_shot, windows
 from .shot import Shot
 
 SCHEMA = "rubble.provenance/1"
@@ -13,7 +13,7 @@ DISCLOSURE = "AI-generated"
 
 
 def write(shot: Shot, model_description: dict) -> None:
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     records = []
     for window in plan:
         record = windows.read_record(shot.directory, window)
@@ -26,6 +26,10 @@ def write(shot: Shot, model_description: dict) -> None:
                     "device": record["device"],
                     "seconds": record["seconds"],
                     "model_load_seconds": record["model_load_seconds"],
+                    "dtype": record["inputs"]["runtime"]["dtype"],
+                    "offload": record.get("offload", "none"),
+                    "retried_with_offload": record.get("retried_with_offload", False),
+                    "attention": record.get("attention"),
                 }
             )
     data = {
@@ -56,6 +60,8 @@ def write(shot: Shot, model_description: dict) -> None:
             **{name: metadata.version(name) for name in ("torch", "diffusers", "transformers")},
         },
         "windows": records,
+        "long_shot": long_shot.record(shot, shot.memory.split_inference),
+        "memory": asdict(shot.memory),
     }
     files.write_json(shot.directory / "provenance.json", data)
 

@@ -18,6 +18,9 @@ from typing import Any
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
+from .long_shot import SECTIONS as LONG_SHOT_SECTIONS
+from .long_shot import LongShotSettings, MemorySettings
+from .long_shot import cross_checks as long_shot_checks
 
 SCHEMA = "rubble.preset/1"
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "presets" / "default.toml"
@@ -102,6 +105,8 @@ class Preset:
     render: RenderSettings = RenderSettings()
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
+    long_shot: LongShotSettings = LongShotSettings()
+    memory: MemorySettings = MemorySettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -127,7 +132,8 @@ class Preset:
 
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
-             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, **destruction.SECTIONS}
+             "render": RenderSettings, "look": LookSettings, "model": ModelSettings, **LONG_SHOT_SECTIONS,
+             **destruction.SECTIONS}
 
 
 class PresetError(ValueError):
@@ -147,6 +153,8 @@ def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str]
         value = float(value) if ok else value
     elif typ in ("str", str):
         ok = isinstance(value, str)
+    elif typ in ("bool", bool):
+        ok = isinstance(value, bool)
     elif typ == "tuple[int, int]":
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
@@ -224,6 +232,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
         if preset.model.overlap >= preset.model.window:
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
         problems += destruction.cross_checks(preset)
+        problems += long_shot_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

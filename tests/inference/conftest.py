@@ -100,6 +100,7 @@ def make_shot(
     box_scale: float = 1.0,
     model: dict | None = None,
     look: dict | None = None,
+    long_shot: dict | None = None,
     seed: int = 1234,
     moving: bool = True,
 ) -> Path:
@@ -110,6 +111,8 @@ def make_shot(
     # Small and quick: a 128x80 generation, windows of 2 with 1 shared frame -> 3 windows for 4 frames.
     preset["model"].update({"width": 128, "height": 80, "window": 2, "overlap": 1, **(model or {})})
     preset["look"].update({"steps": 2, **(look or {})})
+    # The window tests exercise windows mode; free_noise tests ask for it (long_shot={"mode": "free_noise"}).
+    preset.setdefault("long_shot", {}).update({"mode": "windows", **(long_shot or {})})
     width, height = size
     for frame in range(1, frames + 1):
         # The box approaches the camera over the shot.
