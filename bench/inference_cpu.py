@@ -1,47 +1,229 @@
-"""Time the backend on this machine: tiny-model build, then `generate` of 4 and 24 frames at the
-preset's generation size (512x320, 20 steps, windows of 16 sharing 4).
+"""Time and measure the backend on this machine's CPU. Prints one JSON line per measurement.
 
-Run: .venv-inference/bin/python bench/inference_cpu.py   (prints one JSON line per measurement)
+  modes     tiny model: `generate` of 24 frames at 512x320, 20 steps, in each [long_shot] mode (s/frame)
+  seams     tiny model: the seam metric (inference/long_shot.py seam_ratio) of free_noise, of windows with
+            today's pixel cross-fade, and of windows blended in latent space before decoding
+  overhead  SD1.5-shaped random weights, 256x160, 8 frames, 2 steps: our run() against the bare
+            diffusers call on the same inputs and the same loaded pipeline (target: <= 3 %)
+  memory    SD1.5-shaped random weights, 128x80, 1 step, free_noise + split inference: peak RSS of a
+            16-frame and a 64-frame shot, each in a fresh process (target: <= 10 % apart); and 64 frames
+            without split inference for comparison
+
+Run: .venv-inference/bin/python bench/inference_cpu.py [modes seams overhead memory]   (default: all)
 """
 
 import json
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "inference"))
 from conftest import make_shot  # noqa: E402  (the synthetic Blender-layout shot the tests use)
 
 
-def timed(*args: str) -> tuple[float, dict]:
+def emit(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def backend(*args: str) -> tuple[float, dict]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "inference", *args], cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
-    return seconds, events[-1]
+    return seconds, [json.loads(line) for line in proc.stdout.splitlines()][-1]
+
+
+def tiny(tmp: Path) -> Path:
+    out = tmp / "tiny"
+    if not out.exists():
+        seconds, _ = backend("tiny-model", str(out))
+        emit(what="tiny-model build", seconds=round(seconds, 1))
+    return out
+
+
+def modes(tmp: Path) -> None:
+    model = tiny(tmp)
+    for mode in ("free_noise", "windows"):
+        shot = make_shot(tmp / f"modes-{mode}", frames=24, size=(320, 192), look={"steps": 20},
+                         model={"width": 512, "height": 320, "window": 16, "overlap": 4}, long_shot={"mode": mode})
+        seconds, result = backend("generate", str(shot), "--tiny-model", str(model))
+        emit(what=f"tiny model, {mode}, 24 frames, 512x320, 20 steps, CPU", seconds=round(seconds, 1),
+             seconds_per_frame=round(result["timings"]["windows"] / 24, 3), stages=result["timings"])
+
+
+def seams(tmp: Path) -> None:
+    """24 frames, windows of 8 sharing 4 (windows mode) / context 8, stride 4 (free_noise), 128x80, 8 steps."""
+    import torch
+    from PIL import Image
+
+    from inference import animatediff_controlnet, long_shot, models, windows
+    from inference import shot as shot_module
+
+    model = tiny(tmp)
+    spec = models.tiny_spec(model)
+    settings = {"frames": 24, "size": (128, 80), "look": {"steps": 8}, "model": {"window": 8, "overlap": 4}}
+    results = {}
+    for mode in ("free_noise", "windows"):
+        shot_dir = make_shot(tmp / f"seams-{mode}", **settings,
+                             long_shot={"mode": mode, "context_length": 8, "context_stride": 4})
+        backend("generate", str(shot_dir), "--tiny-model", str(model))
+        results[mode] = np.stack([np.asarray(Image.open(p), dtype=np.float64)
+                                  for p in sorted((shot_dir / "frames").glob("*.png"))])
+    # Latent blending: the same windows, their final latents cross-faded with the same weights, then decoded.
+    shot = shot_module.load(tmp / "seams-windows")
+    pipe = models.load_pipeline(spec, "cpu")
+    plan = long_shot.plan(shot)
+    noise = long_shot.shot_noise(pipe, shot, (1, 4, 24, 10, 16))
+    blended = torch.zeros_like(noise)
+    for window in plan:
+        frames = shot.frames[window.start : window.stop]
+        latents = pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=len(frames),
+                       width=128, height=80, num_inference_steps=shot.look.steps, guidance_scale=shot.look.guidance_scale,
+                       controlnet_conditioning_scale=shot.look.controlnet_scale,
+                       conditioning_frames=animatediff_controlnet._conditioning(shot, frames),
+                       latents=noise[:, :, window.start : window.stop], output_type="latent").frames
+        weight = torch.tensor(windows.weights(window, plan), dtype=latents.dtype)[None, None, :, None, None]
+        blended[:, :, window.start : window.stop] += latents * weight
+    pixels = animatediff_controlnet.decode(pipe, blended, 8, windows.Window(0, 0, 24), shot.frames)
+    results["windows, latent blend"] = np.round(np.clip(pixels, 0, 1) * 255)
+    results["windows, pixel cross-fade"] = results.pop("windows")
+    boundaries = long_shot.seam_boundaries(plan)
+    for name, video in results.items():
+        emit(what=f"seam ratio, tiny model, {name}", seam_ratio=round(long_shot.seam_ratio(video, boundaries), 3),
+             boundaries=boundaries, note="1.0 = a seam steps like any other frame; >1 the seam jumps")
+
+
+def sd15_shaped(directory: Path):
+    """A pipeline with SD1.5's shapes (UNet + v1-5 motion modules, depth ControlNet, VAE, CLIP ViT-L text
+    encoder) and random weights, plus a model directory holding only the configs our code reads."""
+    import torch
+    from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
+                           UNetMotionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from inference import tiny_model
+
+    torch.manual_seed(0)
+    tokenizer = tiny_model._tokenizer()
+    unet = UNetMotionModel(cross_attention_dim=768)  # diffusers' defaults are SD1.5's blocks + v1-5 motion modules
+    pipe = AnimateDiffControlNetPipeline(
+        vae=AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                          up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4),
+        text_encoder=CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77,
+                                                  hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                                  num_attention_heads=12)),
+        tokenizer=tokenizer,
+        unet=unet,
+        motion_adapter=None,
+        controlnet=ControlNetModel(cross_attention_dim=768),
+        scheduler=DDIMScheduler(beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    for role in (tiny_model.BASE, tiny_model.CONTROLNET):
+        (directory / role).mkdir(parents=True, exist_ok=True)
+    (directory / tiny_model.MOTION_ADAPTER).mkdir(parents=True, exist_ok=True)
+    (directory / tiny_model.MOTION_ADAPTER / "config.json").write_text(
+        json.dumps({"motion_max_seq_length": unet.config.motion_max_seq_length}))
+    (directory / tiny_model.MARKER).write_text("{}")
+    return pipe
+
+
+def overhead(tmp: Path, repeats: int = 2) -> None:
+    import torch
+
+    from inference import animatediff_controlnet, control, long_shot, models
+    from inference import shot as shot_module
+    from inference.cancel import CancelFlag
+
+    started = time.perf_counter()
+    pipe = sd15_shaped(tmp / "sd15")
+    emit(what="SD1.5-shaped random pipeline built", seconds=round(time.perf_counter() - started, 1),
+         parameters_millions=round(sum(p.numel() for m in pipe.components.values()
+                                       if isinstance(m, torch.nn.Module) for p in m.parameters()) / 1e6))
+    spec = models.tiny_spec(tmp / "sd15")
+    shot_dir = make_shot(tmp / "overhead", frames=8, size=(256, 160), look={"steps": 2},
+                         model={"width": 256, "height": 160, "window": 8, "overlap": 0}, long_shot={"mode": "windows"})
+    shot = shot_module.load(shot_dir)
+    control.derive(shot, shot.frames)
+    conditioning = animatediff_controlnet._conditioning(shot, shot.frames)
+    noise = long_shot.shot_noise(pipe, shot, (1, 4, 8, 20, 32))
+
+    def bare():
+        return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=8, width=256,
+                    height=160, num_inference_steps=2, guidance_scale=shot.look.guidance_scale,
+                    controlnet_conditioning_scale=shot.look.controlnet_scale, conditioning_frames=conditioning,
+                    latents=noise, decode_chunk_size=shot.model.decode_chunk_size, output_type="np").frames[0]
+
+    def ours():
+        shutil.rmtree(shot_dir / "windows", ignore_errors=True)
+        animatediff_controlnet.run(shot, spec, "cpu", None, CancelFlag(shot_dir), pipe=pipe)
+
+    times = {"bare": [], "ours": []}
+    for _ in range(repeats):  # interleaved, so a busy neighbour on the machine slows both alike
+        for name, call in (("bare", bare), ("ours", ours)):
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    best = {k: min(v) for k, v in times.items()}
+    emit(what="orchestration overhead, SD1.5-shaped random weights, 256x160, 8 frames, 2 steps, CPU",
+         bare_seconds=[round(t, 2) for t in times["bare"]], ours_seconds=[round(t, 2) for t in times["ours"]],
+         overhead_percent=round(100 * (best["ours"] / best["bare"] - 1), 2), target_percent=3)
+
+
+def memory_one(tmp: Path, frames: int, split: bool) -> None:
+    """In its own process: one free_noise shot, then this process's peak RSS."""
+    from inference import animatediff_controlnet, control, models
+    from inference import shot as shot_module
+    from inference.cancel import CancelFlag
+
+    pipe = sd15_shaped(tmp / "sd15")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    shot_dir = make_shot(tmp / f"memory{frames}{split}", frames=frames, size=(128, 80), look={"steps": 1},
+                         model={"width": 128, "height": 80, "window": 16, "overlap": 4},
+                         long_shot={"mode": "free_noise", "context_length": 16, "context_stride": 4})
+    data = json.loads((shot_dir / "shot.json").read_text())
+    data["preset"]["memory"] = {"split_inference": split}
+    (shot_dir / "shot.json").write_text(json.dumps(data))
+    shot = shot_module.load(shot_dir)
+    control.derive(shot, shot.frames)
+    started = time.perf_counter()
+    animatediff_controlnet.run(shot, models.tiny_spec(tmp / "sd15"), "cpu", None, CancelFlag(shot_dir), pipe=pipe)
+    print(json.dumps({"frames": frames, "split": split, "seconds": round(time.perf_counter() - started, 1),
+                      "rss_after_load_mib": round(before / 1024),
+                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def memory(tmp: Path) -> None:
+    peaks = {}
+    for frames, split in ((16, True), (64, True), (64, False)):
+        proc = subprocess.run([sys.executable, __file__, "_memory_one", str(tmp), str(frames), str(int(split))],
+                              cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        line = json.loads([x for x in proc.stdout.splitlines() if x.startswith('{"frames"')][-1])
+        peaks[(frames, split)] = line["peak_rss_mib"]
+        emit(what=f"peak RSS, SD1.5-shaped, free_noise, {frames} frames, 128x80, 1 step, split_inference={split}", **line)
+    emit(what="peak RSS 64 frames / 16 frames, free_noise + split inference",
+         ratio=round(peaks[(64, True)] / peaks[(16, True)], 3), target="<= 1.10")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["_memory_one"]:
+        memory_one(Path(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4])))
+        return
+    chosen = sys.argv[1:] or ["modes", "seams", "overhead", "memory"]
     with tempfile.TemporaryDirectory() as tmp:
-        tiny = Path(tmp) / "tiny"
-        seconds, _ = timed("tiny-model", str(tiny))
-        print(json.dumps({"what": "tiny-model build", "seconds": round(seconds, 1)}))
-        for frames in (4, 24):
-            shot = make_shot(
-                Path(tmp) / f"shot{frames}",
-                frames=frames,
-                size=(320, 192),
-                model={"width": 512, "height": 320, "window": 16, "overlap": 4},
-                look={"steps": 20},
-            )
-            seconds, result = timed("generate", str(shot), "--tiny-model", str(tiny))
-            print(json.dumps({"what": f"generate {frames} frames, 512x320, 20 steps, CPU", "seconds": round(seconds, 1),
-                              "stages": result["timings"]}))
+        for name in chosen:
+            {"modes": modes, "seams": seams, "overhead": overhead, "memory": memory}[name](Path(tmp))
 
 
 if __name__ == "__main__":

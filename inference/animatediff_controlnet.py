@@ -179,8 +179,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         except torch.OutOfMemoryError as exc:
             raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, "while loading the model") from exc
     _upcast_vae(pipe)
-    if shot.long_shot.mode == "free_noise" and not pipe.free_noise_enabled:
-        long_shot.enable_free_noise(pipe, shot, shot.memory.split_inference)
+    long_shot.prepare(pipe, shot, shot.memory.split_inference)
     load_seconds = time.perf_counter() - started
 
     # 3. Shot-level noise: drawn once, on the CPU so every device gets the same numbers.

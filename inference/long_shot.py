@@ -88,6 +88,23 @@ def record(shot, split_inference: bool) -> dict:
     }
 
 
+def prepare(pipe, shot, split_inference: bool) -> None:
+    """FreeNoise on for free_noise mode, off for windows; a pipeline handed in already set up
+    another way (tests, bench/) is refused rather than silently run with other settings."""
+    wanted = None
+    if shot.long_shot.mode == "free_noise":
+        wanted = (context_length(shot), shot.long_shot.context_stride, shot.long_shot.weighting_scheme,
+                  shot.long_shot.noise_type)
+    current = None
+    if pipe.free_noise_enabled:
+        current = (pipe._free_noise_context_length, pipe._free_noise_context_stride,
+                   pipe._free_noise_weighting_scheme, pipe._free_noise_noise_type)
+    if current is None and wanted is not None:
+        enable_free_noise(pipe, shot, split_inference)
+    elif current != wanted:
+        raise ValueError(f"the pipeline's FreeNoise settings {current} are not this shot's {wanted}; load another")
+
+
 def enable_free_noise(pipe, shot, split_inference: bool) -> None:
     """FreeNoise as diffusers' docs enable it, on our pipeline.
 
