@@ -97,7 +97,7 @@ class ShotJob:
         return digest("passes", self.scene_key(), self.preset.section_hash("render"))
 
     def generate_key(self) -> str:
-        return digest("generate", self.pass_key(), self.preset.section_hash("look", "model"), self.weights)
+        return digest("generate", self.pass_key(), self.preset.section_hash("look", "model", "long_shot", "memory"), self.weights)
 
     def check_cancel(self) -> None:
         if self.cancel_requested:

@@ -9,9 +9,11 @@
             16-frame and a 64-frame shot, each in a fresh process (target: <= 10 % apart); and 64 frames
             without split inference for comparison
 
-Run: .venv-inference/bin/python bench/inference_cpu.py [modes seams overhead memory]   (default: all)
+Run: .venv-inference/bin/python bench/inference_cpu.py [modes seams overhead memory] [--model sd15|tiny]
+     [--size WxH] [--frames N] [--steps N]   (default: all four, SD1.5-shaped at the sizes above)
 """
 
+import argparse
 import json
 import resource
 import shutil
@@ -137,33 +139,43 @@ def sd15_shaped(directory: Path):
     return pipe
 
 
-def overhead(tmp: Path, repeats: int = 2) -> None:
+def pipeline(kind: str, tmp: Path):
+    """("sd15", the SD1.5-shaped random pipeline) or ("tiny", the tiny model), with the spec run() reads."""
+    from inference import models
+
+    if kind == "sd15":
+        return sd15_shaped(tmp / "sd15"), models.tiny_spec(tmp / "sd15")
+    spec = models.tiny_spec(tiny(tmp))
+    return models.load_pipeline(spec, "cpu"), spec
+
+
+def overhead(tmp: Path, kind: str, width: int, height: int, frames: int, steps: int, repeats: int = 3) -> None:
     import torch
 
-    from inference import animatediff_controlnet, control, long_shot, models
+    from inference import animatediff_controlnet, control, long_shot
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
     started = time.perf_counter()
-    pipe = sd15_shaped(tmp / "sd15")
-    emit(what="SD1.5-shaped random pipeline built", seconds=round(time.perf_counter() - started, 1),
+    pipe, spec = pipeline(kind, tmp)
+    emit(what=f"{kind} pipeline ready", seconds=round(time.perf_counter() - started, 1),
          parameters_millions=round(sum(p.numel() for m in pipe.components.values()
-                                       if isinstance(m, torch.nn.Module) for p in m.parameters()) / 1e6))
-    spec = models.tiny_spec(tmp / "sd15")
-    shot_dir = make_shot(tmp / "overhead", frames=8, size=(256, 160), look={"steps": 2},
-                         model={"width": 256, "height": 160, "window": 8, "overlap": 0}, long_shot={"mode": "windows"})
+                                       if isinstance(m, torch.nn.Module) for p in m.parameters()) / 1e6, 1))
+    shot_dir = make_shot(tmp / f"overhead-{kind}", frames=frames, size=(width, height), look={"steps": steps},
+                         model={"width": width, "height": height, "window": frames, "overlap": 0},
+                         long_shot={"mode": "windows"})
     shot = shot_module.load(shot_dir)
     control.derive(shot, shot.frames)
-    conditioning = animatediff_controlnet._conditioning(shot, shot.frames)
-    noise = long_shot.shot_noise(pipe, shot, (1, 4, 8, 20, 32))
+    noise = long_shot.shot_noise(pipe, shot, (1, 4, frames, height // 8, width // 8))
 
-    def bare():
-        return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=8, width=256,
-                    height=160, num_inference_steps=2, guidance_scale=shot.look.guidance_scale,
+    def bare():  # what a user of diffusers writes: control images in, frames out
+        conditioning = animatediff_controlnet._conditioning(shot, shot.frames)
+        return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=frames, width=width,
+                    height=height, num_inference_steps=steps, guidance_scale=shot.look.guidance_scale,
                     controlnet_conditioning_scale=shot.look.controlnet_scale, conditioning_frames=conditioning,
                     latents=noise, decode_chunk_size=shot.model.decode_chunk_size, output_type="np").frames[0]
 
-    def ours():
+    def ours():  # plan, input hashes, noise, the call, decode checks, PNGs, the record
         shutil.rmtree(shot_dir / "windows", ignore_errors=True)
         animatediff_controlnet.run(shot, spec, "cpu", None, CancelFlag(shot_dir), pipe=pipe)
 
@@ -174,21 +186,21 @@ def overhead(tmp: Path, repeats: int = 2) -> None:
             call()
             times[name].append(time.perf_counter() - started)
     best = {k: min(v) for k, v in times.items()}
-    emit(what="orchestration overhead, SD1.5-shaped random weights, 256x160, 8 frames, 2 steps, CPU",
+    emit(what=f"orchestration overhead, {kind}, {width}x{height}, {frames} frames, {steps} steps, CPU",
          bare_seconds=[round(t, 2) for t in times["bare"]], ours_seconds=[round(t, 2) for t in times["ours"]],
          overhead_percent=round(100 * (best["ours"] / best["bare"] - 1), 2), target_percent=3)
 
 
-def memory_one(tmp: Path, frames: int, split: bool) -> None:
+def memory_one(tmp: Path, kind: str, width: int, height: int, frames: int, split: bool) -> None:
     """In its own process: one free_noise shot, then this process's peak RSS."""
-    from inference import animatediff_controlnet, control, models
+    from inference import animatediff_controlnet, control
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
-    pipe = sd15_shaped(tmp / "sd15")
+    pipe, spec = pipeline(kind, tmp)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    shot_dir = make_shot(tmp / f"memory{frames}{split}", frames=frames, size=(128, 80), look={"steps": 1},
-                         model={"width": 128, "height": 80, "window": 16, "overlap": 4},
+    shot_dir = make_shot(tmp / f"memory{frames}{split}", frames=frames, size=(width, height), look={"steps": 1},
+                         model={"width": width, "height": height, "window": 16, "overlap": 4},
                          long_shot={"mode": "free_noise", "context_length": 16, "context_stride": 4})
     data = json.loads((shot_dir / "shot.json").read_text())
     data["preset"]["memory"] = {"split_inference": split}
@@ -196,34 +208,55 @@ def memory_one(tmp: Path, frames: int, split: bool) -> None:
     shot = shot_module.load(shot_dir)
     control.derive(shot, shot.frames)
     started = time.perf_counter()
-    animatediff_controlnet.run(shot, models.tiny_spec(tmp / "sd15"), "cpu", None, CancelFlag(shot_dir), pipe=pipe)
+    animatediff_controlnet.run(shot, spec, "cpu", None, CancelFlag(shot_dir), pipe=pipe)
     print(json.dumps({"frames": frames, "split": split, "seconds": round(time.perf_counter() - started, 1),
                       "rss_after_load_mib": round(before / 1024),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
-def memory(tmp: Path) -> None:
+def memory(tmp: Path, kind: str, width: int, height: int) -> None:
     peaks = {}
     for frames, split in ((16, True), (64, True), (64, False)):
-        proc = subprocess.run([sys.executable, __file__, "_memory_one", str(tmp), str(frames), str(int(split))],
-                              cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "_memory_one", str(tmp), kind, str(width), str(height),
+                               str(frames), str(int(split))], cwd=REPO, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
         line = json.loads([x for x in proc.stdout.splitlines() if x.startswith('{"frames"')][-1])
         peaks[(frames, split)] = line["peak_rss_mib"]
-        emit(what=f"peak RSS, SD1.5-shaped, free_noise, {frames} frames, 128x80, 1 step, split_inference={split}", **line)
-    emit(what="peak RSS 64 frames / 16 frames, free_noise + split inference",
+        emit(what=f"peak RSS, {kind}, free_noise, {frames} frames, {width}x{height}, 1 step, split_inference={split}",
+             **line)
+    emit(what=f"peak RSS 64 frames / 16 frames, {kind}, free_noise + split inference",
          ratio=round(peaks[(64, True)] / peaks[(16, True)], 3), target="<= 1.10")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("measurements", nargs="*", default=["modes", "seams", "overhead", "memory"])
+    parser.add_argument("--model", choices=("sd15", "tiny"), default="sd15",
+                        help="overhead and memory: SD1.5-shaped random weights (default) or the tiny model")
+    parser.add_argument("--size", default=None, help="overhead/memory generation size WxH (default 256x160 / 128x80)")
+    parser.add_argument("--frames", type=int, default=8, help="overhead: frames (default 8)")
+    parser.add_argument("--steps", type=int, default=2, help="overhead: steps (default 2)")
     if sys.argv[1:2] == ["_memory_one"]:
-        memory_one(Path(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4])))
+        tmp, kind, width, height, frames, split = sys.argv[2:8]
+        memory_one(Path(tmp), kind, int(width), int(height), int(frames), bool(int(split)))
         return
-    chosen = sys.argv[1:] or ["modes", "seams", "overhead", "memory"]
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            {"modes": modes, "seams": seams, "overhead": overhead, "memory": memory}[name](Path(tmp))
+        tmp = Path(tmp)
+        for name in args.measurements:
+            if name == "modes":
+                modes(tmp)
+            elif name == "seams":
+                seams(tmp)
+            elif name == "overhead":
+                width, height = map(int, (args.size or "256x160").split("x"))
+                overhead(tmp, args.model, width, height, args.frames, args.steps)
+            elif name == "memory":
+                width, height = map(int, (args.size or "128x80").split("x"))
+                memory(tmp, args.model, width, height)
+            else:
+                raise SystemExit(f"unknown measurement {name!r}")
 
 
 if __name__ == "__main__":

@@ -98,18 +98,23 @@ def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | Non
 
 
 @pytest.fixture(scope="module")
-def free_noise_shot(tmp_path_factory, tiny_model):
-    # 7 frames, context 4, stride 2: FreeNoise's context windows (0-3), (2-5) and the moved-back (3-6).
+def free_noise_shot(tmp_path_factory, tiny_model, quiet_in_process):
+    """7 frames, context 4, stride 2: FreeNoise's context windows (0-3), (2-5) and the moved-back (3-6).
+    In process, as `generate` runs it (the add-on's end-to-end tests run the default free_noise mode
+    through the command line)."""
+    from inference import blend, models, provenance
+    from inference import shot as shot_module
+
     shot = make_shot(tmp_path_factory.mktemp("fn") / "shot", frames=7, long_shot=FREE_NOISE, **SIZE)
-    run = run_backend("generate", str(shot), "--tiny-model", str(tiny_model))
-    assert run.returncode == 0, run.stderr
-    return shot, run
+    done = run_in_process(shot, tiny_model)
+    provenance.write(shot_module.load(shot), models.describe(models.tiny_spec(tiny_model)))
+    blend.run(shot_module.load(shot))
+    return shot, done
 
 
 def test_free_noise_is_one_pass_recorded_in_provenance(free_noise_shot):
-    shot, run = free_noise_shot
-    (result,) = run.of_type("result")
-    assert result["windows_generated"] == [0] and result["blended"] is True
+    shot, done = free_noise_shot
+    assert done == {"generated": [0], "skipped": []}
     assert len(list((shot / "windows" / "000").glob("*.png"))) == 7, "one window: the whole shot"
     provenance = json.loads((shot / "provenance.json").read_text())
     assert provenance["long_shot"] == {
