@@ -63,7 +63,8 @@ def modes(tmp: Path) -> None:
 
 
 def seams(tmp: Path) -> None:
-    """24 frames, windows of 8 sharing 4 (windows mode) / context 8, stride 4 (free_noise), 128x80, 8 steps."""
+    """24 frames at 128x80, 6 steps. windows mode: windows of 8 sharing 2; free_noise: context 8, stride 4.
+    Four ways to make the shot, measured on the same boundaries (the windows' overlaps)."""
     import torch
     from PIL import Image
 
@@ -72,7 +73,7 @@ def seams(tmp: Path) -> None:
 
     model = tiny(tmp)
     spec = models.tiny_spec(model)
-    settings = {"frames": 24, "size": (128, 80), "look": {"steps": 8}, "model": {"window": 8, "overlap": 4}}
+    settings = {"frames": 24, "size": (128, 80), "look": {"steps": 6}, "model": {"window": 8, "overlap": 2}}
     results = {}
     for mode in ("free_noise", "windows"):
         shot_dir = make_shot(tmp / f"seams-{mode}", **settings,
@@ -80,24 +81,38 @@ def seams(tmp: Path) -> None:
         backend("generate", str(shot_dir), "--tiny-model", str(model))
         results[mode] = np.stack([np.asarray(Image.open(p), dtype=np.float64)
                                   for p in sorted((shot_dir / "frames").glob("*.png"))])
-    # Latent blending: the same windows, their final latents cross-faded with the same weights, then decoded.
     shot = shot_module.load(tmp / "seams-windows")
     pipe = models.load_pipeline(spec, "cpu")
     plan = long_shot.plan(shot)
-    noise = long_shot.shot_noise(pipe, shot, (1, 4, 24, 10, 16))
-    blended = torch.zeros_like(noise)
-    for window in plan:
+    shared = long_shot.shot_noise(pipe, shot, (1, 4, 24, 10, 16))
+
+    def window_latents(window, noise):
         frames = shot.frames[window.start : window.stop]
-        latents = pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=len(frames),
-                       width=128, height=80, num_inference_steps=shot.look.steps, guidance_scale=shot.look.guidance_scale,
-                       controlnet_conditioning_scale=shot.look.controlnet_scale,
-                       conditioning_frames=animatediff_controlnet._conditioning(shot, frames),
-                       latents=noise[:, :, window.start : window.stop], output_type="latent").frames
-        weight = torch.tensor(windows.weights(window, plan), dtype=latents.dtype)[None, None, :, None, None]
-        blended[:, :, window.start : window.stop] += latents * weight
-    pixels = animatediff_controlnet.decode(pipe, blended, 8, windows.Window(0, 0, 24), shot.frames)
-    results["windows, latent blend"] = np.round(np.clip(pixels, 0, 1) * 255)
-    results["windows, pixel cross-fade"] = results.pop("windows")
+        return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=len(frames),
+                    width=128, height=80, num_inference_steps=shot.look.steps, guidance_scale=shot.look.guidance_scale,
+                    controlnet_conditioning_scale=shot.look.controlnet_scale,
+                    conditioning_frames=animatediff_controlnet._conditioning(shot, frames),
+                    latents=noise, output_type="latent").frames
+
+    def decoded(latents):
+        pixels = animatediff_controlnet.decode(pipe, latents, 8, windows.Window(0, 0, 24), shot.frames)
+        return np.round(np.clip(pixels, 0, 1) * 255)
+
+    # Latent blending: the same windows' final latents cross-faded with the same weights, then decoded.
+    # Independent noise: each window draws its own (what shot-level noise replaced), pixel cross-fade.
+    latent_blend = torch.zeros_like(shared)
+    independent = np.zeros_like(results["windows"])
+    for window in plan:
+        weight = windows.weights(window, plan)
+        latents = window_latents(window, shared[:, :, window.start : window.stop])
+        latent_blend[:, :, window.start : window.stop] += latents * torch.tensor(weight, dtype=latents.dtype)[None, None, :, None, None]
+        own = torch.randn(latents.shape, generator=torch.Generator("cpu").manual_seed(shot.seed + 1 + window.index))
+        pixels = animatediff_controlnet.decode(pipe, window_latents(window, own), 8, window,
+                                               shot.frames[window.start : window.stop])
+        independent[window.start : window.stop] += np.round(np.clip(pixels, 0, 1) * 255) * weight[:, None, None, None]
+    results["windows, shot noise, latent blend"] = decoded(latent_blend)
+    results["windows, shot noise, pixel cross-fade (shipped)"] = results.pop("windows")
+    results["windows, own noise per window, pixel cross-fade"] = independent
     boundaries = long_shot.seam_boundaries(plan)
     for name, video in results.items():
         emit(what=f"seam ratio, tiny model, {name}", seam_ratio=round(long_shot.seam_ratio(video, boundaries), 3),
