@@ -35,6 +35,15 @@ def emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
+def quiet_events() -> None:
+    """run() in this process: its progress events would mix with the figures on stdout."""
+    import io
+
+    from inference import protocol
+
+    protocol._stream = io.StringIO()
+
+
 def backend(*args: str) -> tuple[float, dict]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "inference", *args], cwd=REPO, capture_output=True, text=True)
@@ -171,6 +180,7 @@ def overhead(tmp: Path, kind: str, width: int, height: int, frames: int, steps: 
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
+    quiet_events()
     started = time.perf_counter()
     pipe, spec = pipeline(kind, tmp)
     emit(what=f"{kind} pipeline ready", seconds=round(time.perf_counter() - started, 1),
@@ -212,6 +222,7 @@ def memory_one(tmp: Path, kind: str, width: int, height: int, frames: int, split
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
+    quiet_events()
     pipe, spec = pipeline(kind, tmp)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     shot_dir = make_shot(tmp / f"memory{frames}{split}", frames=frames, size=(width, height), look={"steps": 1},
