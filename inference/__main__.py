@@ -141,7 +141,7 @@ def derive_control(args) -> int:
 
 
 def generate(args) -> int:
-    from . import animatediff_controlnet, blend, contact_sheet, control, long_shot, memory, models, provenance, windows
+    from . import animatediff_controlnet, blend, contact_sheet, control, long_shot, models, provenance, windows
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
