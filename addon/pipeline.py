@@ -105,8 +105,8 @@ class ShotJob:
         return digest("passes", self.scene_key(), self.preset.section_hash("render"))
 
     def generate_key(self) -> str:
-        return digest("generate", self.pass_key(), self.preset.section_hash("look", "model", "noise", "controls"),
-                      self.weights)
+        return digest("generate", self.pass_key(),
+                      self.preset.section_hash("look", "model", "noise", "controls", "long_shot", "memory"), self.weights)
 
     def composite_key(self) -> str:
         return digest("composite", self.generate_key())

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
     sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
     sub.add_argument("--windows", type=_indices, help="only these windows, e.g. 0,2 (a farm task); blend waits for all")
-    sub.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
     command("blend", blend_windows, "cross-fade finished windows into frames/")
     command("noise", noise, "write noise/latents.npy: the initial latents generate will use")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
@@ -67,19 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     which = sub.add_mutually_exclusive_group()
     which.add_argument("shot", type=Path, nargs="?", help="shot directory: fetch its preset's models")
     which.add_argument("--preset", type=Path, help="a preset .toml instead of a shot (default: presets/default.toml)")
-    sub.add_argument("--variant", choices=_fetch_variants(), default="fp16",
+    # fetch.VARIANTS, spelled here: importing fetch.py imports PIL, and a broken environment's
+    # `doctor` must still parse its command line (tests/inference/test_fetch.py checks they agree).
+    sub.add_argument("--variant", choices=("fp16", "full"), default="fp16",
                      help="fp16 (default): diffusers' half-size fp16 weights where the repository has them; "
                           "full: the full-precision files")
     sub = command("doctor", doctor, "report versions, GPU, and which weights are on this machine", shot=False)
     sub.add_argument("--shot", type=Path, help="check this shot's preset instead of presets/default.toml")
     sub.add_argument("--tiny-model", help="tiny model directory to look for")
     return parser
-
-
-def _fetch_variants() -> tuple[str, ...]:
-    from .fetch import VARIANTS  # no heavy imports: fetch.py imports huggingface_hub only when it runs
-
-    return VARIANTS
 
 
 def _frame_range(text: str) -> tuple[int, int]:
@@ -117,11 +113,11 @@ def _relative(shot, paths) -> list[str]:
 
 
 def validate(args) -> int:
+    from . import long_shot
     from . import shot as shot_module
-    from . import windows
 
     shot = shot_module.load(args.shot)
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     missing = [f for f in shot.frames if not shot.pass_path(f).is_file()]
     if missing:
         protocol.warning("missing_passes", f"No pass files yet for frames {missing}.")
@@ -164,8 +160,8 @@ def derive_control(args) -> int:
 
 
 def generate(args) -> int:
-    from . import (animatediff_controlnet, blend, contact_sheet, control, control_sheet, models, provenance,
-                   temporal, windows)
+    from . import (animatediff_controlnet, blend, contact_sheet, control, control_sheet, long_shot, models,
+                   provenance, temporal, windows)
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -182,7 +178,7 @@ def generate(args) -> int:
         with _Stage("windows", timings):
             done = animatediff_controlnet.run(shot, spec, device, args.windows, cancel)
     except Cancelled as exc:
-        plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+        plan = long_shot.plan(shot)
         kept = [str(windows.directory(shot.directory, w).relative_to(shot.directory)) for w in plan
                 if windows.read_record(shot.directory, w) is not None]
         protocol.cancelled(f"Cancelled ({exc}); finished windows are kept and a rerun resumes.", kept)
@@ -278,10 +274,13 @@ def fetch(args) -> int:
 
 def doctor(args) -> int:
     from . import doctor as doctor_module  # imports nothing heavy: it first checks what is installed
-    from . import shot as shot_module
 
-    model = shot_module.load(args.shot).model if args.shot else _preset_model(DEFAULT_PRESET)
-    report = doctor_module.check(model, args.tiny_model)
+    def load_model():
+        from . import shot as shot_module  # numpy: only once doctor knows it is installed
+
+        return shot_module.load(args.shot).model if args.shot else _preset_model(DEFAULT_PRESET)
+
+    report = doctor_module.check(load_model, args.tiny_model)
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
 

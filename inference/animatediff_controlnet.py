@@ -12,7 +12,7 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
-from . import __version__, control, files, models, noise_warp, protocol, windows
+from . import __version__, control, files, long_shot, memory, models, noise_warp, protocol, windows
 from .cancel import CancelFlag
 from .models import ModelSpec
 from .protocol import BackendError
@@ -85,6 +85,8 @@ def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, win
         # Which maps steer which ControlNet, how hard and when (the weights are in "model", by content).
         "controls": [{"kind": c.kind, "weight": c.weight, "guidance_start": c.guidance_start,
                       "guidance_end": c.guidance_end} for c in shot.model.controls],
+        "long_shot": long_shot.record(shot, shot.memory.split_inference),
+        "vae_tiling": shot.memory.vae_tiling,  # tiles change the pixels; slicing and offload do not
     }
 
 
@@ -94,7 +96,7 @@ def stale_windows(shot: Shot, records: dict[int, dict]) -> list[int]:
     Each record's inputs are rebuilt from today's shot (control maps, look, seed, size, frames)
     with the record's own model and runtime; a record of an older format counts as stale.
     """
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     controls = control_hashes(shot)
     stale = []
     for window in plan:
@@ -113,34 +115,42 @@ def stale_windows(shot: Shot, records: dict[int, dict]) -> list[int]:
 
 def check_window_length(shot: Shot, spec: ModelSpec) -> None:
     """Refuse windows longer than the motion adapter can address, before any weights load."""
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
-    longest = max(w.stop - w.start for w in plan)
+    free_noise = shot.long_shot.mode == "free_noise"
+    # free_noise: the motion modules see context_length frames at a time, however long the shot.
+    longest = long_shot.context_length(shot) if free_noise else max(w.stop - w.start for w in long_shot.plan(shot))
+    setting = "[long_shot] context_length" if free_noise else "[model] window"
+    value = shot.long_shot.context_length if free_noise else shot.model.window
     adapter = spec.source("motion_adapter")
     limit = int(models.motion_adapter_config(spec).get("motion_max_seq_length", DEFAULT_MOTION_MAX_SEQ_LENGTH))
     if longest > limit:
         raise BackendError(
             "window_too_long",
-            f"[model] window = {shot.model.window} gives windows of {longest} frames, but the motion adapter "
+            f"{setting} = {value} gives windows of {longest} frames, but the motion adapter "
             f"({adapter.location}) supports at most {limit} frames (motion_max_seq_length in its config.json).",
-            f"Set [model] window to at most {limit} in the preset ({TRAINING_FRAMES} is what the v1-5 adapters "
-            "were trained on) and keep overlap below it; long shots are split into windows anyway.",
+            f"Set {setting} to at most {limit} in the preset ({TRAINING_FRAMES} is what the v1-5 adapters "
+            "were trained on); long shots are covered by several windows anyway.",
         )
     if longest > TRAINING_FRAMES:
         protocol.warning(
             "window_above_training_length",
-            f"[model] window = {shot.model.window} gives windows of {longest} frames; the motion adapter was "
+            f"{setting} = {value} gives windows of {longest} frames; the motion adapter was "
             f"trained on {TRAINING_FRAMES}-frame clips, so motion may degrade. {TRAINING_FRAMES} is the safe value.",
         )
 
 
-def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag) -> dict:
-    """Generate the selected windows (all by default) that are missing or out of date."""
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag, pipe=None) -> dict:
+    """Generate the selected windows (all by default) that are missing or out of date.
+
+    `pipe`: a pipeline already loaded with models.load_pipeline (tests, bench/); loaded here otherwise.
+    """
+    plan = long_shot.plan(shot)
     unknown = sorted(set(selected or []) - {w.index for w in plan})
     if unknown:
         raise BackendError(
             "bad_window",
-            f"Windows {unknown} do not exist; this shot has windows 0–{len(plan) - 1}.",
+            f"Windows {unknown} do not exist; this shot has windows 0–{len(plan) - 1}"
+            + (' ([long_shot] mode = "free_noise" makes the whole shot one window)' if shot.long_shot.mode == "free_noise" else "")
+            + ".",
             "Pick window indices from the plan (python -m inference validate SHOT lists it).",
         )
     chosen = [w for w in plan if selected is None or w.index in selected]
@@ -150,7 +160,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
 
     # 1. Decide which windows need work.
     identity = model_identity(models.describe(spec))
-    dtype = models.dtype_name(device)
+    dtype = memory.dtype_name(device, shot.memory)
     controls = control_hashes(shot)
     todo, skipped = [], []
     for window in chosen:
@@ -168,16 +178,19 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     import torch
 
     started = time.perf_counter()
-    try:
-        pipe = models.load_pipeline(spec, device)
-    except torch.OutOfMemoryError as exc:
-        raise _out_of_memory(exc) from exc
+    if pipe is None:
+        try:
+            pipe = models.load_pipeline(spec, device, dtype, shot.memory)
+        except torch.OutOfMemoryError as exc:
+            raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, "while loading the model") from exc
     _upcast_vae(pipe)
     noise_warp.load_motion_lora(pipe, motion_lora)
+    long_shot.prepare(pipe, shot, shot.memory.split_inference)
     load_seconds = time.perf_counter() - started
 
-    # 3. Shot-level initial latents (fresh or flow-warped, preset [noise]): made once, on the CPU so
-    # every device gets the same numbers; `python -m inference noise` writes the same array.
+    # 3. Shot-level initial latents (fresh, as the long-shot mode draws them, or flow-warped: preset
+    # [noise]): made once, on the CPU so every device gets the same numbers; `python -m inference
+    # noise` writes the same array. FreeNoise keeps full-length latents as they are passed.
     started = time.perf_counter()
     shot_latents = noise_warp.shot_latents(shot)
     noise_seconds = time.perf_counter() - started
@@ -187,6 +200,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     steps = shot.look.steps
     total_steps = steps * len(todo)
     generated = []
+    offloaded = shot.memory.offload != "none"
     for position, (window, inputs) in enumerate(todo):
         cancel.check()
         frames = shot.frames[window.start : window.stop]
@@ -199,23 +213,22 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             )
             return tensors
 
+        where = f"in window {window.index} (frames {frames[0]}–{frames[-1]})"
+        retried = False
         try:
-            output = pipe(
-                prompt=shot.look.prompt,
-                negative_prompt=shot.look.negative_prompt,
-                num_frames=len(frames),
-                width=shot.model.width,
-                height=shot.model.height,
-                num_inference_steps=steps,
-                guidance_scale=shot.look.guidance_scale,
-                **control_arguments(shot, frames),
-                latents=noise[:, :, window.start : window.stop].to(device=pipe.device, dtype=pipe.unet.dtype),
-                output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
-                callback_on_step_end=on_step,
-            )
-            pixels_per_frame = decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
+            pixels_per_frame = _window_pixels(pipe, shot, window, frames, noise, on_step)
         except torch.OutOfMemoryError as exc:
-            raise _out_of_memory(exc) from exc
+            if offloaded or not memory.can_retry(shot.memory):
+                raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, where) from exc
+            del exc  # its traceback holds the failed step's tensors
+            memory.retrying(window.index)
+            _release_cache(device)
+            memory.enable_offload(pipe, device)
+            offloaded = retried = True
+            try:
+                pixels_per_frame = _window_pixels(pipe, shot, window, frames, noise, on_step)
+            except torch.OutOfMemoryError as again:
+                raise memory.out_of_memory(again, shot.memory, shot.long_shot.mode, where, retried=True) from again
         for frame, pixels in zip(frames, pixels_per_frame):
             image = Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))
             files.write_png(windows.frame_path(shot.directory, window, frame), image)
@@ -233,11 +246,43 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
                 "model_load_seconds": round(load_seconds, 3),
                 "noise_seconds": round(noise_seconds, 4),
                 "latents_sha256": noise_warp.latents_sha256(shot_latents[:, window.start : window.stop]),
+                "offload": "model" if offloaded and shot.memory.offload == "none" else shot.memory.offload,
+                "retried_with_offload": retried,
+                "attention": memory.attention_processors(pipe),
             },
         )
         generated.append(window.index)
         protocol.progress("window", window.index + 1, len(plan), f"window {window.index} done in {seconds:.1f} s")
     return {"generated": generated, "skipped": skipped}
+
+
+def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], noise, on_step) -> np.ndarray:
+    """One pipeline call over the window (the whole shot in free_noise mode), decoded: (F, H, W, 3) in [0, 1]."""
+    output = pipe(
+        prompt=shot.look.prompt,
+        negative_prompt=shot.look.negative_prompt,
+        num_frames=len(frames),
+        width=shot.model.width,
+        height=shot.model.height,
+        num_inference_steps=shot.look.steps,
+        guidance_scale=shot.look.guidance_scale,
+        **control_arguments(shot, frames),
+        # FreeNoise keeps full-length latents as they are, so it is not moved to the device for us.
+        latents=noise[:, :, window.start : window.stop].to(device=pipe._execution_device, dtype=pipe.unet.dtype),
+        output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
+        callback_on_step_end=on_step,
+    )
+    return decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
+
+
+def _release_cache(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _upcast_vae(pipe) -> None:
@@ -301,12 +346,3 @@ def conditioning(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
             image = Image.open(control.map_path(shot, kind, frame)).convert("RGB")
             out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
     return out
-
-
-def _out_of_memory(exc: BaseException) -> BackendError:
-    return BackendError(
-        "out_of_memory",
-        f"The GPU ran out of memory: {exc}",
-        "Lower [model] window (frames per window) or width/height in the preset, close other GPU programs, "
-        "or run on a larger GPU; on small GPUs diffusers' enable_model_cpu_offload() trades speed for memory.",
-    )

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from . import __version__, files, protocol, windows
+from . import __version__, files, long_shot, protocol, windows
 from .animatediff_controlnet import stale_windows
 from .protocol import BackendError
 from .shot import Shot
@@ -20,7 +20,7 @@ def frame_path(shot: Shot, frame: int):
 def unfinished(shot: Shot) -> tuple[list[int], list[int]]:
     """Windows not generated yet, and windows generated from inputs that have changed since
     (passes re-rendered, preset edited): blending either would put wrong frames in frames/."""
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     records = {w.index: windows.read_record(shot.directory, w) for w in plan}
     missing = [i for i, r in records.items() if r is None]
     return missing, stale_windows(shot, {i: r for i, r in records.items() if r is not None})
@@ -31,7 +31,7 @@ def redo_command(shot: Shot, indices: list[int]) -> str:
 
 
 def run(shot: Shot) -> list:
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     missing, stale = unfinished(shot)
     if missing:
         raise BackendError(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from . import protocol
 from .protocol import BackendError
-from .shot import ModelSettings
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "openexr", "numpy", "pillow")
 
@@ -29,7 +28,9 @@ def _gpu(torch) -> tuple[str | None, float | None]:
     return None, None
 
 
-def check(model: ModelSettings, tiny_option: str | None) -> dict:
+def check(load_model, tiny_option: str | None) -> dict:
+    """`load_model()`: the preset's ModelSettings, called only once the packages are known to be
+    there (reading a preset imports numpy)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -49,6 +50,8 @@ def check(model: ModelSettings, tiny_option: str | None) -> dict:
     import torch
 
     from . import detectors, models, tiny_model
+
+    model = load_model()
 
     gpu, vram = _gpu(torch)
     tiny_location = models.tiny_dir(tiny_option)

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import file_hashes, files, protocol, tiny_model
+from . import file_hashes, files, memory, protocol, tiny_model
 from .protocol import BackendError
 from .shot import ModelSettings
 
@@ -290,28 +290,16 @@ def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpe
 
 
 def pick_device(requested: str | None, spec: ModelSpec) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise BackendError(
-            "no_gpu",
-            "--device cuda was asked for, but torch sees no CUDA GPU.",
-            "Use --device cpu, or check the NVIDIA driver and that the CUDA build of torch is installed.",
-        )
-    device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA, then Apple MPS, then the CPU (memory.pick_device); warns when real weights meet the CPU."""
+    device = memory.pick_device(requested)
     if device == "cpu" and not spec.smoke_test:
         protocol.warning("no_gpu", "Generating with real weights on the CPU: expect minutes per step.")
     return device
 
 
-def dtype_name(device: str) -> str:
-    """The weights' dtype on a device: fp16 halves GPU memory; CPUs lack fast fp16. Window
-    records name it without importing torch."""
-    return "float16" if device == "cuda" else "float32"
-
-
-def load_pipeline(spec: ModelSpec, device: str):
-    """The AnimateDiff + ControlNet pipeline, every component from local files only."""
+def load_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switches: memory.Memory | None = None):
+    """The AnimateDiff + ControlNet pipeline, every component from local files only, in `dtype`
+    (default: memory.dtype_name's choice for the device), on the device with the [memory] switches."""
     import torch
     from diffusers import (
         AnimateDiffControlNetPipeline,
@@ -324,7 +312,8 @@ def load_pipeline(spec: ModelSpec, device: str):
     )
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    dtype = getattr(torch, dtype_name(device))
+    switches = switches or memory.Memory()
+    dtype = getattr(torch, dtype or memory.dtype_name(device, switches))
     base, adapter = spec.source("base"), spec.source("motion_adapter")
 
     def load(cls, source: Source, subfolder: str | None = None, **extra):
@@ -364,7 +353,7 @@ def load_pipeline(spec: ModelSpec, device: str):
         ),
     )
     pipe.set_progress_bar_config(disable=True)  # progress goes out as protocol events instead
-    return pipe.to(device)  # the dtype was set per component at load
+    return memory.apply(pipe, switches, device)  # the dtype was set per component at load
 
 
 def controlnets(spec: ModelSpec, load):

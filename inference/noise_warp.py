@@ -86,9 +86,11 @@ def latents_sha256(latents: np.ndarray) -> str:
 
 def initial_latents(shot: Shot, channels: int, height: int, width: int) -> np.ndarray:
     """The shot's initial latents, (C, F, h, w) float32, as the [noise] preset asks."""
+    if shot.noise.mode == "fresh":  # as the long-shot mode draws it (FreeNoise re-uses noise across contexts)
+        from . import long_shot
+
+        return long_shot.shot_noise(shot, (1, channels, len(shot.frames), height, width))[0].numpy()
     noise, generator = fresh_noise(shot.seed, (channels, len(shot.frames), height, width))
-    if shot.noise.mode == "fresh":
-        return noise
     import torch
 
     def draw(shape):

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, files, noise_warp, tiny_model, windows
+from . import __version__, files, long_shot, noise_warp, tiny_model, windows
 from .models import controlnet_role
 from .shot import Shot
 
@@ -15,7 +15,7 @@ DISCLOSURE = "AI-generated"
 
 
 def _window_records(shot: Shot) -> list[dict]:
-    plan = windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+    plan = long_shot.plan(shot)
     records = []
     for window in plan:
         record = windows.read_record(shot.directory, window)
@@ -28,6 +28,10 @@ def _window_records(shot: Shot) -> list[dict]:
                     "device": record["device"],
                     "seconds": record["seconds"],
                     "model_load_seconds": record["model_load_seconds"],
+                    "dtype": record["inputs"]["runtime"]["dtype"],
+                    "offload": record.get("offload", "none"),
+                    "retried_with_offload": record.get("retried_with_offload", False),
+                    "attention": record.get("attention"),
                 }
             )
     return records
@@ -78,6 +82,8 @@ def write(shot: Shot, model_description: dict, **measured) -> None:
         "windows": records,
         "noise": noise_warp.provenance(shot),
         **measured,
+        "long_shot": long_shot.record(shot, shot.memory.split_inference),
+        "memory": asdict(shot.memory),
     }
     files.write_json(shot.directory / "provenance.json", data)
 

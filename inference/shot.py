@@ -4,6 +4,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import long_shot as long_shot_module
+from . import memory as memory_module
 from .protocol import BackendError
 
 SCHEMA_NAME = "rubble.shot"
@@ -90,6 +92,8 @@ class Shot:
     look: Look
     model: ModelSettings
     noise: NoiseSettings = NoiseSettings()
+    long_shot: long_shot_module.LongShot = long_shot_module.LongShot()  # preset [long_shot]
+    memory: memory_module.Memory = memory_module.Memory()  # preset [memory]
 
     @property
     def frames(self) -> list[int]:
@@ -172,6 +176,8 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         ),
         model=settings,
         noise=noise_settings(preset.get("noise", {})),
+        long_shot=long_shot_module.settings(preset.get("long_shot")),
+        memory=memory_module.settings(preset.get("memory")),
     )
 
 

@@ -24,6 +24,9 @@ from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
+from .long_shot import SECTIONS as LONG_SHOT_SECTIONS
+from .long_shot import LongShotSettings, MemorySettings
+from .long_shot import cross_checks as long_shot_checks
 
 SCHEMA = migrations.V2
 # Every schema this Rubble reads: older ones are migrated to SCHEMA first (core/migrations.py).
@@ -127,6 +130,8 @@ class Preset:
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
     noise: NoiseSettings = NoiseSettings()
+    long_shot: LongShotSettings = LongShotSettings()
+    memory: MemorySettings = MemorySettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -155,6 +160,7 @@ class Preset:
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
              "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
+             **LONG_SHOT_SECTIONS,
              **destruction.SECTIONS}
 
 
@@ -310,6 +316,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
         else:
             problems += destruction.cross_checks(preset)
+            problems += long_shot_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

@@ -80,7 +80,7 @@ def test_composite_twice_replaces_our_strips_and_keeps_the_artists(tmp_path):
     assert (edit.frame_start, edit.frame_end, edit.render.fps) == (5, 7, 12)
 
     # shot.blend refers to the frames relative to itself: move the folder, reopen, render.
-    pipeline.write_shot_blend(types.SimpleNamespace(blend_path=shot_dir / "shot.blend"))
+    pipeline.write_shot_blend(types.SimpleNamespace(blend_path=shot_dir / "shot.blend", shot_dir=shot_dir))
     moved = tmp_path / "moved" / "shot"
     moved.parent.mkdir()
     shutil.move(shot_dir, moved)

@@ -113,9 +113,11 @@ def test_smoke_test_frames_are_regenerated_once_real_weights_arrive(shot, tmp_pa
 
 
 def test_cancel_during_generate_keeps_finished_windows_and_resumes(tmp_path, backend_python, tiny_model_dir):
-    # Two windows of two frames, slow enough (30 steps) to cancel after the first one.
+    # Two windows of two frames (windows mode: free_noise makes the shot one window), slow enough
+    # (30 steps) to cancel after the first one.
     preset = load_preset(write_preset(tmp_path / "slow.toml", **{
-        **SMALL_SHOT, "look": {"steps": 30}, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 0}}))
+        **SMALL_SHOT, "look": {"steps": 30}, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 0},
+        "long_shot": {"mode": "windows"}}))
 
     def job():
         return pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=preset, backend_python=str(backend_python),

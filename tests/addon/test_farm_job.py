@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("RUBBLE_FARM_TESTS") != "1",
 
 FARM = REPO / ".venv-farm" / "bin"
 # 4 frames in passes chunks of 2, and 3 windows of 2 frames sharing 1.
-FARM_SHOT = {**SMALL_SHOT, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 1, "weights": "tiny"}}
+FARM_SHOT = {**SMALL_SHOT, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 1, "weights": "tiny"},
+             "long_shot": {"mode": "windows"}}  # several generate tasks
 STAND_IN = f"""#!{sys.executable}
 # Blender for the farm tests: the bpy wheel runs what `blender -b --python-expr EXPR -- ...` runs.
 import sys

@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO, SMALL_SHOT, run_cli, write_preset
 
 OPENJD = REPO / ".venv-farm" / "bin" / "openjd"
-FARM_SHOT = {**SMALL_SHOT, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 1, "weights": "tiny"}}
+FARM_SHOT = {**SMALL_SHOT, "model": {**SMALL_SHOT["model"], "window": 2, "overlap": 1, "weights": "tiny"},
+             "long_shot": {"mode": "windows"}}  # several generate tasks
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,8 @@ def test_a_new_prompt_redoes_generate_and_composite_only(generated):
 
 @pytest.mark.parametrize("section, change, redone", [
     ("model", {"overlap": 2}, set()),                       # model: generate and composite only
+    ("long_shot", {"mode": "windows"}, set()),              # long_shot and memory: the same
+    ("memory", {"offload": "model"}, set()),
     ("render", {"samples": 3}, {"passes"}),                 # render: passes and after
     ("triggers", [{"kind": "column_removal", "frame": 2}], SCENE | {"passes"}),  # scene sections: everything
     ("materials", {"concrete": {"tensile_strength_pa": 2.0e6}}, SCENE | {"passes"}),

@@ -100,6 +100,7 @@ def make_shot(
     box_scale: float = 1.0,
     model: dict | None = None,
     look: dict | None = None,
+    long_shot: dict | None = None,
     seed: int = 1234,
     moving: bool = True,
     controls: list[dict] | None = None,
@@ -114,6 +115,8 @@ def make_shot(
     preset["look"].update({"steps": 2, **(look or {})})
     if controls is not None:  # replaces the default preset's [[controls]] (depth + normal)
         preset["controls"] = controls
+    # The window tests exercise windows mode; free_noise tests ask for it (long_shot={"mode": "free_noise"}).
+    preset.setdefault("long_shot", {}).update({"mode": "windows", **(long_shot or {})})
     width, height = size
     for frame in range(1, frames + 1):
         # The box approaches the camera over the shot.
