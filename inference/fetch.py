@@ -90,8 +90,9 @@ def run(spec: models.ModelSpec, variant: str = DEFAULT_VARIANT) -> dict:
             "fetch_failed",
             f"Could not fetch {len(failed)} of the preset's models ({reasons}). "
             + (f"Fetched and kept: {fetched}." if fetched else "Nothing was fetched."),
-            "Check the model ids and revisions in the preset's [model] section and this machine's network "
-            "access to huggingface.co (HF_ENDPOINT, proxies); a gated model needs `hf auth login` first. "
+            "Check the model ids and revisions in the preset's [model] section and [[controls]] tables, and "
+            "this machine's network access to huggingface.co (HF_ENDPOINT, proxies); a gated model needs "
+            "`hf auth login` first. "
             "Then run fetch again: files already fetched are not downloaded again.",
         )
     for message in models.unpinned_revisions(spec):

@@ -151,7 +151,7 @@ def _setting(role: str) -> str:
 def _revision_setting(role: str) -> str:
     """Where the preset pins a role's revision, for messages."""
     kind = role.removeprefix("controlnet:")
-    return f"the revision of [[controls]] kind = {kind!r}" if kind != role else f"[model] {role}_revision"
+    return f"the [[controls]] table of kind {kind!r}: revision" if kind != role else f"[model] {role}_revision"
 
 
 def tiny_spec(tiny_dir: Path, controls) -> ModelSpec:

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO, make_shot, run_backend
 from inference import fetch, models
 from inference import shot as shot_module
-from test_models import IDS, ROLES, fake_hub_cache, hub_cache, hub_settings, settings  # noqa: F401 (hub_cache: a fixture)
+from test_models import hub_cache  # noqa: F401 (a fixture)
+from test_models import IDS, KINDS, ROLES, fake_hub_cache, hub_settings, preset_parts
 
 PICKLES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
@@ -26,10 +27,22 @@ def closed_endpoint():
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def hub_model(**revisions) -> dict:
-    """[model] overrides naming the test repositories (IDS) at `revisions` (default "main")."""
-    return {**{role: repo for role, repo in IDS.items()},
-            **{f"{role}_revision": revisions.get(role, "main") for role in IDS}}
+def hub_model(revisions: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """[model] overrides and [[controls]] naming the test repositories (IDS) at `revisions`
+    (role -> revision, the roles IDS' keys; default "main")."""
+    revisions = revisions or {}
+    model, controls = preset_parts(IDS)
+    model.update({f"{role}_revision": revisions[role] for role in ("base", "motion_adapter") if role in revisions})
+    for control in controls:
+        control["revision"] = revisions.get(models.controlnet_role(control["kind"]), control["revision"])
+    return model, controls
+
+
+def hub_spec(revisions: dict[str, str] | None = None) -> models.ModelSpec:
+    """The real-weight spec of the default preset with hub_model(revisions) in it."""
+    model, controls = hub_model(revisions)
+    default = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))["model"]
+    return models.real_spec(shot_module.model_settings({**default, **model}, controls))
 
 
 def fetch_env(cache: Path, endpoint: str, offline: bool) -> dict:
@@ -75,7 +88,7 @@ def test_the_base_gets_the_pipeline_files_in_the_variant_asked_for_never_pickles
 
 
 def test_a_single_model_repository_falls_back_to_the_variant_it_has():
-    controlnet = models.real_spec(hub_settings()).source("controlnet")
+    controlnet = models.real_spec(hub_settings()).source(models.controlnet_role("depth"))
     assert fetch.select(controlnet, CONTROLNET, "fp16") == (
         ["config.json", "diffusion_pytorch_model.fp16.safetensors"], [])
     assert fetch.select(controlnet, CONTROLNET, "full") == (["config.json", "diffusion_pytorch_model.safetensors"], [])
@@ -116,14 +129,15 @@ def test_offline_fetch_refuses_and_names_every_model(tmp_path, closed_endpoint):
     (error,) = run.of_type("error")
     assert error["code"] == "offline"
     for repo in ("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-3",
-                 "lllyasviel/control_v11f1p_sd15_depth"):
+                 "lllyasviel/control_v11f1p_sd15_depth", "lllyasviel/control_v11p_sd15_normalbae"):
         assert repo in error["message"]
     assert "HF_HUB_OFFLINE" in error["hint"] and "network access" in error["hint"]
     assert not (tmp_path / "hub").exists(), "an offline refusal writes nothing"
 
 
 def test_an_unreachable_hub_names_every_model_it_could_not_get(tmp_path, closed_endpoint):
-    shot = make_shot(tmp_path / "shot", frames=1, model=hub_model())
+    model, controls = hub_model()
+    shot = make_shot(tmp_path / "shot", frames=1, model=model, controls=controls)
     run = run_backend("fetch", str(shot), env=fetch_env(tmp_path / "hub", closed_endpoint, offline=False))
     assert run.returncode == 1, run.stderr
     (error,) = run.of_type("error")
@@ -132,17 +146,21 @@ def test_an_unreachable_hub_names_every_model_it_could_not_get(tmp_path, closed_
     assert "network access" in error["hint"]
 
 
-def write_preset(path: Path, model: dict) -> Path:
-    """A preset file with only the [model] table `fetch --preset` reads: the default's, changed by `model`."""
+def write_preset(path: Path, model: dict, controls: list[dict]) -> Path:
+    """A preset file with only the tables `fetch --preset` reads: the default's [model] changed by
+    `model`, and `controls` as its [[controls]] (an array of tables)."""
     default = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))["model"]
-    lines = ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in {**default, **model}.items()]  # JSON str/int is TOML
+    lines = ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in {**default, **model}.items()]  # JSON str/num is TOML
+    for control in controls:
+        lines += ["", "[[controls]]"] + [f"{k} = {json.dumps(v)}" for k, v in control.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert tomllib.loads(path.read_text(encoding="utf-8"))["controls"] == controls
     return path
 
 
 def test_a_complete_cache_fetches_nothing_even_offline(tiny_model, tmp_path, closed_endpoint):
     snapshots = fake_hub_cache(tiny_model, tmp_path / "hub", fp16=True, symlinks=True)
-    preset = write_preset(tmp_path / "preset.toml", hub_model(base=snapshots["base"].name))  # base pinned
+    preset = write_preset(tmp_path / "preset.toml", *hub_model({"base": snapshots["base"].name}))  # base pinned
     for offline in (False, True):
         run = run_backend("fetch", "--preset", str(preset), env=fetch_env(tmp_path / "hub", closed_endpoint, offline))
         assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
@@ -155,11 +173,17 @@ def test_a_complete_cache_fetches_nothing_even_offline(tiny_model, tmp_path, clo
             on_disk = {str(p.relative_to(snapshot)): p.stat().st_size for p in snapshot.rglob("*") if p.is_file()}
             assert record["files"] == on_disk, "every file the loader reads, with its size"
         assert result["total_bytes"] == sum(sum(r["files"].values()) for r in result["models"])
-        # The two branch-named revisions are warned about, each with the commit the cache's refs/main names.
+        # The branch-named revisions (all but the base's) are warned about, each with the commit the
+        # cache's refs/main names and the preset setting that pins it.
         warnings = {w["message"].split(":")[0]: w["message"] for w in run.of_type("warning")
                     if w["code"] == "revision_not_pinned"}
-        assert sorted(warnings) == sorted([IDS["motion_adapter"], IDS["controlnet"]])
-        assert f'[model] controlnet_revision = "{snapshots["controlnet"].name}"' in warnings[IDS["controlnet"]]
+        assert sorted(warnings) == sorted(repo for role, repo in IDS.items() if role != "base")
+        assert (f'set [model] motion_adapter_revision = "{snapshots["motion_adapter"].name}"'
+                in warnings[IDS["motion_adapter"]])
+        for kind in KINDS:
+            role = models.controlnet_role(kind)
+            assert (f'set the [[controls]] table of kind {kind!r}: revision = "{snapshots[role].name}"'
+                    in warnings[IDS[role]])
 
 
 # --- revisions that are branch names --------------------------------------------------------------
@@ -169,21 +193,30 @@ def test_unpinned_revisions_say_how_to_pin(hub_cache):
     refs = hub_cache / f"models--{IDS['base'].replace('/', '--')}" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text(commit)
-    messages = dict(zip(IDS, models.unpinned_revisions(models.real_spec(hub_settings()))))
+    unpinned = models.unpinned_revisions(hub_spec())
+    assert len(unpinned) == len(IDS), "every source is at main"
+    messages = dict(zip(IDS, unpinned))  # in the spec's order: base, motion adapter, the controls
+    assert all(message.startswith(f"{IDS[role]}: revision 'main'") for role, message in messages.items())
     assert f'set [model] base_revision = "{commit}"' in messages["base"]
-    assert "presets/README.md" in messages["controlnet"]
-    assert f"https://huggingface.co/{IDS['controlnet']}/commits/main" in messages["controlnet"]
-    pinned = models.real_spec(settings(**hub_model(**{role: commit for role in IDS})))
-    assert models.unpinned_revisions(pinned) == []
+    depth = models.controlnet_role("depth")
+    assert "Set the [[controls]] table of kind 'depth': revision to a 40-digit commit hash" in messages[depth]
+    assert "presets/README.md" in messages[depth]
+    assert f"https://huggingface.co/{IDS[depth]}/commits/main" in messages[depth]
+    assert models.unpinned_revisions(hub_spec({role: commit for role in IDS})) == []
+    assert len(models.unpinned_revisions(hub_spec({role: commit for role in IDS if role != depth}))) == 1
 
 
 def test_validate_check_weights_warns_about_a_branch_name(tmp_path):
-    shot = make_shot(tmp_path / "shot", frames=1, model={"base_revision": "main"})
+    controls = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))["controls"]
+    controls[0]["revision"] = "main"  # depth at a branch name, normal still pinned
+    shot = make_shot(tmp_path / "shot", frames=1, model={"base_revision": "main"}, controls=controls)
     run = run_backend("validate", str(shot), "--check-weights", env={"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert run.returncode == 0, run.stderr
     messages = [w["message"] for w in run.of_type("warning") if w["code"] == "revision_not_pinned"]
     assert any(m.startswith("stable-diffusion-v1-5/stable-diffusion-v1-5: revision 'main'") for m in messages)
-    assert not any(m.startswith("guoyww/") for m in messages), "a commit hash is pinned"
+    assert any(m.startswith(f"{controls[0]['model']}: revision 'main'")
+               and "the [[controls]] table of kind 'depth': revision" in m for m in messages)
+    assert not any(m.startswith(("guoyww/", controls[1]["model"])) for m in messages), "a commit hash is pinned"
 
 
 # --- the download itself, from a hub served on this machine ---------------------------------------
@@ -265,7 +298,8 @@ def fake_hub(tiny_model):
 
 
 def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake_hub, tmp_path):
-    shot = make_shot(tmp_path / "shot", frames=1, model=hub_model())
+    model, controls = hub_model()
+    shot = make_shot(tmp_path / "shot", frames=1, model=model, controls=controls)
     env = fetch_env(tmp_path / "hub", fake_hub.endpoint, offline=False)
     run = run_backend("fetch", str(shot), "--variant", "full", env=env)
     assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
@@ -290,3 +324,11 @@ def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake
     again = run_backend("fetch", str(shot), "--variant", "full", env=env)
     assert again.returncode == 0 and again.of_type("result")[0]["fetched_bytes"] == 0
     assert fake_hub.requests == []
+
+
+def test_the_command_line_offers_exactly_the_fetch_variants():
+    from inference.__main__ import _parser
+
+    fetch_command = _parser()._subparsers._group_actions[0].choices["fetch"]
+    (variant,) = [a for a in fetch_command._actions if a.dest == "variant"]
+    assert tuple(variant.choices) == fetch.VARIANTS and variant.default == fetch.DEFAULT_VARIANT
