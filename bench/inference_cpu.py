@@ -30,6 +30,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "inference"))
 from conftest import make_shot  # noqa: E402  (the synthetic Blender-layout shot the tests use)
 
+# The overhead and memory figures use one depth ControlNet, as SD1.5-shaped weights are heavy here.
+DEPTH_ONLY = [{"kind": "depth", "model": "lllyasviel/control_v11f1p_sd15_depth", "revision": "main"}]
+
 
 def emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
@@ -81,7 +84,6 @@ def seams(tmp: Path) -> None:
     from inference import shot as shot_module
 
     model = tiny(tmp)
-    spec = models.tiny_spec(model)
     settings = {"frames": 24, "size": (128, 80), "look": {"steps": 6}, "model": {"window": 8, "overlap": 2}}
     results = {}
     for mode in ("free_noise", "windows"):
@@ -91,7 +93,7 @@ def seams(tmp: Path) -> None:
         results[mode] = np.stack([np.asarray(Image.open(p), dtype=np.float64)
                                   for p in sorted((shot_dir / "frames").glob("*.png"))])
     shot = shot_module.load(tmp / "seams-windows")
-    pipe = models.load_pipeline(spec, "cpu")
+    pipe = models.load_pipeline(models.tiny_spec(model, shot.model.controls), "cpu")
     plan = long_shot.plan(shot)
     shared = long_shot.shot_noise(shot, (1, 4, 24, 10, 16))
 
@@ -99,8 +101,7 @@ def seams(tmp: Path) -> None:
         frames = shot.frames[window.start : window.stop]
         return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=len(frames),
                     width=128, height=80, num_inference_steps=shot.look.steps, guidance_scale=shot.look.guidance_scale,
-                    controlnet_conditioning_scale=shot.look.controlnet_scale,
-                    conditioning_frames=animatediff_controlnet._conditioning(shot, frames),
+                    **animatediff_controlnet.control_arguments(shot, frames),
                     latents=noise, output_type="latent").frames
 
     def decoded(latents):
@@ -133,7 +134,7 @@ def sd15_shaped(directory: Path):
     encoder) and random weights, plus a model directory holding only the configs our code reads."""
     import torch
     from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
-                           UNetMotionModel)
+                           MultiControlNetModel, UNetMotionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from inference import tiny_model
@@ -150,11 +151,11 @@ def sd15_shaped(directory: Path):
         tokenizer=tokenizer,
         unet=unet,
         motion_adapter=None,
-        controlnet=ControlNetModel(cross_attention_dim=768),
+        controlnet=MultiControlNetModel([ControlNetModel(cross_attention_dim=768)]),  # DEPTH_ONLY
         scheduler=DDIMScheduler(beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1),
     )
     pipe.set_progress_bar_config(disable=True)
-    for role in (tiny_model.BASE, tiny_model.CONTROLNET):
+    for role in (tiny_model.BASE, tiny_model.controlnet_folder("depth")):
         (directory / role).mkdir(parents=True, exist_ok=True)
     (directory / tiny_model.MOTION_ADAPTER).mkdir(parents=True, exist_ok=True)
     (directory / tiny_model.MOTION_ADAPTER / "config.json").write_text(
@@ -166,10 +167,12 @@ def sd15_shaped(directory: Path):
 def pipeline(kind: str, tmp: Path):
     """("sd15", the SD1.5-shaped random pipeline) or ("tiny", the tiny model), with the spec run() reads."""
     from inference import models
+    from inference import shot as shot_module
 
+    controls = [shot_module.Control("depth", DEPTH_ONLY[0]["model"], "main", 1.0, 0.0, 1.0)]
     if kind == "sd15":
-        return sd15_shaped(tmp / "sd15"), models.tiny_spec(tmp / "sd15")
-    spec = models.tiny_spec(tiny(tmp))
+        return sd15_shaped(tmp / "sd15"), models.tiny_spec(tmp / "sd15", controls)
+    spec = models.tiny_spec(tiny(tmp), controls)
     return models.load_pipeline(spec, "cpu"), spec
 
 
@@ -188,16 +191,15 @@ def overhead(tmp: Path, kind: str, width: int, height: int, frames: int, steps: 
                                        if isinstance(m, torch.nn.Module) for p in m.parameters()) / 1e6, 1))
     shot_dir = make_shot(tmp / f"overhead-{kind}", frames=frames, size=(width, height), look={"steps": steps},
                          model={"width": width, "height": height, "window": frames, "overlap": 0},
-                         long_shot={"mode": "windows"})
+                         long_shot={"mode": "windows"}, controls=DEPTH_ONLY)
     shot = shot_module.load(shot_dir)
     control.derive(shot, shot.frames)
     noise = long_shot.shot_noise(shot, (1, 4, frames, height // 8, width // 8))
 
     def bare():  # what a user of diffusers writes: control images in, frames out
-        conditioning = animatediff_controlnet._conditioning(shot, shot.frames)
+        controls = animatediff_controlnet.control_arguments(shot, shot.frames)
         return pipe(prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=frames, width=width,
-                    height=height, num_inference_steps=steps, guidance_scale=shot.look.guidance_scale,
-                    controlnet_conditioning_scale=shot.look.controlnet_scale, conditioning_frames=conditioning,
+                    height=height, num_inference_steps=steps, guidance_scale=shot.look.guidance_scale, **controls,
                     latents=noise, decode_chunk_size=shot.model.decode_chunk_size, output_type="np").frames[0]
 
     def ours():  # plan, input hashes, noise, the call, decode checks, PNGs, the record
@@ -227,7 +229,8 @@ def memory_one(tmp: Path, kind: str, width: int, height: int, frames: int, split
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     shot_dir = make_shot(tmp / f"memory{frames}{split}", frames=frames, size=(width, height), look={"steps": 1},
                          model={"width": width, "height": height, "window": 16, "overlap": 4},
-                         long_shot={"mode": "free_noise", "context_length": 16, "context_stride": 4})
+                         long_shot={"mode": "free_noise", "context_length": 16, "context_stride": 4},
+                         controls=DEPTH_ONLY)
     data = json.loads((shot_dir / "shot.json").read_text())
     data["preset"]["memory"] = {"split_inference": split}
     (shot_dir / "shot.json").write_text(json.dumps(data))

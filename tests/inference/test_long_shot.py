@@ -22,6 +22,18 @@ SIZE = {"size": (64, 48), "model": {"width": 64, "height": 48}}  # the shot's si
 FREE_NOISE = {"mode": "free_noise", "context_length": 4, "context_stride": 2}
 
 
+def _default_controls():
+    import tomllib
+
+    from inference import shot as shot_module
+
+    preset = tomllib.loads((REPO / "presets" / "default.toml").read_text(encoding="utf-8"))
+    return shot_module.model_settings(preset["model"], shot_module.preset_controls(preset)).controls
+
+
+DEFAULT_CONTROLS = _default_controls()  # make_shot's: the default preset's depth + normal
+
+
 def frames(folder: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
 
@@ -47,7 +59,8 @@ def run_in_process(shot_dir: Path, tiny_model: Path, pipe=None):
 
     shot = shot_module.load(shot_dir)
     control.derive(shot, shot.frames)
-    return animatediff_controlnet.run(shot, models.tiny_spec(tiny_model), "cpu", None, CancelFlag(shot_dir), pipe=pipe)
+    spec = models.tiny_spec(tiny_model, shot.model.controls)
+    return animatediff_controlnet.run(shot, spec, "cpu", None, CancelFlag(shot_dir), pipe=pipe)
 
 
 def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | None = None, free_noise: dict | None = None):
@@ -57,11 +70,12 @@ def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | Non
     noise sliced (windows), the control maps as conditioning frames; uint8 as our PNGs are."""
     import torch
     from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
-                           MotionAdapter, UNet2DConditionModel)
+                           MotionAdapter, MultiControlNetModel, UNet2DConditionModel)
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from inference import animatediff_controlnet
     from inference import shot as shot_module
+    from inference import tiny_model as tiny
 
     shot = shot_module.load(shot_dir)
     base = str(tiny_model / "base")
@@ -71,7 +85,8 @@ def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | Non
         tokenizer=CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
         unet=UNet2DConditionModel.from_pretrained(base, subfolder="unet"),
         motion_adapter=MotionAdapter.from_pretrained(str(tiny_model / "motion_adapter")),
-        controlnet=ControlNetModel.from_pretrained(str(tiny_model / "controlnet")),
+        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(str(tiny_model / tiny.controlnet_folder(c.kind)))
+                                         for c in shot.model.controls]),
         scheduler=DDIMScheduler.from_pretrained(base, subfolder="scheduler", clip_sample=False,
                                                 timestep_spacing="linspace", beta_schedule="linear", steps_offset=1),
     )
@@ -87,8 +102,7 @@ def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | Non
     video = pipe(
         prompt=shot.look.prompt, negative_prompt=shot.look.negative_prompt, num_frames=len(frame_numbers),
         width=64, height=48, num_inference_steps=shot.look.steps, guidance_scale=shot.look.guidance_scale,
-        controlnet_conditioning_scale=shot.look.controlnet_scale,
-        conditioning_frames=animatediff_controlnet._conditioning(shot, frame_numbers),
+        **animatediff_controlnet.control_arguments(shot, frame_numbers),
         decode_chunk_size=shot.model.decode_chunk_size, output_type="np", **noise,
     ).frames[0]
     return np.round(np.clip(video, 0, 1) * 255).astype(np.uint8)
@@ -107,7 +121,8 @@ def free_noise_shot(tmp_path_factory, tiny_model, quiet_in_process):
 
     shot = make_shot(tmp_path_factory.mktemp("fn") / "shot", frames=7, long_shot=FREE_NOISE, **SIZE)
     done = run_in_process(shot, tiny_model)
-    provenance.write(shot_module.load(shot), models.describe(models.tiny_spec(tiny_model)))
+    loaded = shot_module.load(shot)
+    provenance.write(loaded, models.describe(models.tiny_spec(tiny_model, loaded.model.controls)))
     blend.run(shot_module.load(shot))
     return shot, done
 
@@ -159,7 +174,7 @@ STEPS = 8  # enough to act in the middle of a window
 def windows_pipe(tiny_model):
     from inference import models
 
-    return models.load_pipeline(models.tiny_spec(tiny_model), "cpu")
+    return models.load_pipeline(models.tiny_spec(tiny_model, DEFAULT_CONTROLS), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +271,7 @@ class OutOfMemoryHook:
 def fresh_pipe(tiny_model: Path):
     from inference import models
 
-    return models.load_pipeline(models.tiny_spec(tiny_model), "cpu")
+    return models.load_pipeline(models.tiny_spec(tiny_model, DEFAULT_CONTROLS), "cpu")
 
 
 def set_memory(shot: Path, **memory) -> None:
