@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import control, files
+from . import control, file_hashes, files
 from .protocol import BackendError
 from .shot import NoiseSettings, Shot
 
@@ -195,9 +195,17 @@ def sample_motion(forward: np.ndarray, occluded: np.ndarray, height: int, width:
     return sampled, ~occluded[rows[:, None], cols[None, :]]
 
 
+def _record(shot: Shot) -> dict:
+    record = {**asdict(shot.noise), "method": METHOD if shot.noise.mode == "warped" else "fresh"}
+    lora = motion_lora_file(shot.noise)
+    if lora is not None:  # by content: the same path with other weights is another LoRA
+        record["motion_lora_sha256"] = file_hashes.sha256(lora)
+    return record
+
+
 def inputs(shot: Shot, last_offset: int) -> dict:
     """What the noise of frames 0..last_offset depends on besides seed and size (a window's inputs)."""
-    record = {**asdict(shot.noise), "method": METHOD if shot.noise.mode == "warped" else "fresh"}
+    record = _record(shot)
     if shot.noise.mode == "warped":
         used = shot.frames[:last_offset]  # the transitions up to the window's last frame
         record["motion_sha256"] = files.sha256_json({
@@ -209,7 +217,7 @@ def inputs(shot: Shot, last_offset: int) -> dict:
 
 def provenance(shot: Shot) -> dict:
     """The "noise" record of provenance.json."""
-    record = {**asdict(shot.noise), "method": METHOD if shot.noise.mode == "warped" else "fresh"}
+    record = _record(shot)
     if shot.noise.mode == "warped":
         record["subpixels"] = SUBPIXELS
     return record
