@@ -80,7 +80,8 @@ def seams(tmp: Path) -> None:
     import torch
     from PIL import Image
 
-    from inference import animatediff_controlnet, long_shot, models, windows
+    from inference import long_shot, models, windows
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
 
     model = tiny(tmp)
@@ -179,7 +180,8 @@ def pipeline(kind: str, tmp: Path):
 def overhead(tmp: Path, kind: str, width: int, height: int, frames: int, steps: int, repeats: int = 3) -> None:
     import torch
 
-    from inference import animatediff_controlnet, control, long_shot
+    from inference import control, long_shot
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
@@ -220,7 +222,8 @@ def overhead(tmp: Path, kind: str, width: int, height: int, frames: int, steps: 
 
 def memory_one(tmp: Path, kind: str, width: int, height: int, frames: int, split: bool) -> None:
     """In its own process: one free_noise shot, then this process's peak RSS."""
-    from inference import animatediff_controlnet, control
+    from inference import control
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 

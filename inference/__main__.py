@@ -160,8 +160,8 @@ def derive_control(args) -> int:
 
 
 def generate(args) -> int:
-    from . import (animatediff_controlnet, blend, contact_sheet, control, control_sheet, long_shot, models,
-                   provenance, temporal, windows)
+    from . import (blend, contact_sheet, control, control_sheet, families, long_shot, models, provenance,
+                   temporal, windows)
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -176,7 +176,7 @@ def generate(args) -> int:
             spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
             device = models.pick_device(args.device, spec)
         with _Stage("windows", timings):
-            done = animatediff_controlnet.run(shot, spec, device, args.windows, cancel)
+            done = families.get(shot.model.family).run(shot, spec, device, args.windows, cancel)
     except Cancelled as exc:
         plan = long_shot.plan(shot)
         kept = [str(windows.directory(shot.directory, w).relative_to(shot.directory)) for w in plan

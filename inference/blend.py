@@ -5,8 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from . import __version__, files, long_shot, protocol, windows
-from .animatediff_controlnet import stale_windows
+from . import __version__, families, files, long_shot, protocol, windows
 from .protocol import BackendError
 from .shot import Shot
 
@@ -23,7 +22,7 @@ def unfinished(shot: Shot) -> tuple[list[int], list[int]]:
     plan = long_shot.plan(shot)
     records = {w.index: windows.read_record(shot.directory, w) for w in plan}
     missing = [i for i, r in records.items() if r is None]
-    return missing, stale_windows(shot, {i: r for i, r in records.items() if r is not None})
+    return missing, families.get(shot.model.family).stale_windows(shot, {i: r for i, r in records.items() if r is not None})
 
 
 def redo_command(shot: Shot, indices: list[int]) -> str:

@@ -72,11 +72,11 @@ def fresh_noise(seed: int, shape: tuple[int, int, int, int]):
 
 def shot_latents(shot: Shot) -> np.ndarray:
     """The initial latents `generate` passes to the pipeline (and `noise` writes), (C, F, h, w) float32."""
-    from .animatediff_controlnet import LATENT_CHANNELS, VAE_SCALE_FACTOR
+    from . import families
 
-    return initial_latents(
-        shot, LATENT_CHANNELS, shot.model.height // VAE_SCALE_FACTOR, shot.model.width // VAE_SCALE_FACTOR
-    )
+    family = families.get(shot.model.family)
+    scale = family.VAE_SCALE_FACTOR
+    return initial_latents(shot, family.LATENT_CHANNELS, shot.model.height // scale, shot.model.width // scale)
 
 
 def latents_sha256(latents: np.ndarray) -> str:

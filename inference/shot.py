@@ -266,8 +266,10 @@ def noise_settings(noise: dict) -> NoiseSettings:
 
 
 def _check_model(model: ModelSettings) -> None:
-    if model.family != "animatediff-controlnet":
-        raise ValueError(f"model family {model.family!r} is not supported (known: 'animatediff-controlnet')")
+    from .families import names
+
+    if model.family not in names():
+        raise ValueError(f"model family {model.family!r} is not known (known: {', '.join(names())})")
     if model.weights not in WEIGHTS_CHOICES:
         raise ValueError(f"model weights {model.weights!r} must be one of {WEIGHTS_CHOICES}")
     # The VAE downsamples by 8 and the UNet by 2 more per level; SD1.5 pipelines want multiples of 8.

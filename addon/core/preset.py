@@ -106,7 +106,7 @@ class ModelSettings:
     height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
     window: int = field(default=16, metadata=_range(1, 64))
     overlap: int = field(default=4, metadata=_range(0, 63))
-    # Frames the VAE decodes at once: peak memory, not the frames (inference/animatediff_controlnet.py).
+    # Frames the VAE decodes at once: peak memory, not the frames (inference/families/animatediff_controlnet.py).
     decode_chunk_size: int = field(default=8, metadata=_range(1, 64))
 
 

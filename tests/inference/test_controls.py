@@ -235,7 +235,8 @@ def test_a_shot_from_a_v1_preset_reads_as_one_depth_control(tmp_path):
 
 
 def test_a_control_weight_is_part_of_each_window_hash(tmp_path):
-    from inference import animatediff_controlnet, windows
+    from inference import windows
+    from inference.families import animatediff_controlnet
 
     def window_hash(controls):
         shot = shot_module.load(make_shot(tmp_path / str(len(list(tmp_path.iterdir()))), frames=2, controls=controls))

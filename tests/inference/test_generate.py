@@ -320,7 +320,8 @@ def _latents(frames: int = 7):
 
 
 def test_the_vae_decodes_in_chunks_of_the_preset_size_without_changing_the_frames(tiny_pipeline):
-    from inference import animatediff_controlnet, windows
+    from inference import windows
+    from inference.families import animatediff_controlnet
 
     batches = []
     hook = tiny_pipeline.vae.decoder.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
@@ -344,7 +345,8 @@ def test_the_vae_decodes_in_chunks_of_the_preset_size_without_changing_the_frame
 def test_an_fp16_vae_that_asks_for_upcasting_decodes_in_fp32(tiny_model):
     import torch
 
-    from inference import animatediff_controlnet, models, windows
+    from inference import models, windows
+    from inference.families import animatediff_controlnet
 
     pipe = models.load_pipeline(models.tiny_spec(tiny_model, default_controls()), "cpu")
     reference = animatediff_controlnet.decode(pipe, _latents(2), 8, windows.Window(0, 0, 2), [1, 2])

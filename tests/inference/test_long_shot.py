@@ -53,7 +53,8 @@ def quiet_in_process():
 
 
 def run_in_process(shot_dir: Path, tiny_model: Path, pipe=None):
-    from inference import animatediff_controlnet, control, models
+    from inference import control, models
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
 
@@ -73,7 +74,7 @@ def plain_diffusers_frames(tiny_model: Path, shot_dir: Path, window: slice | Non
                            MotionAdapter, MultiControlNetModel, UNet2DConditionModel)
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from inference import animatediff_controlnet
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
     from inference import tiny_model as tiny
 
@@ -150,7 +151,8 @@ def test_free_noise_equals_the_plain_diffusers_call_bit_for_bit(free_noise_shot,
 
 
 def test_free_noise_settings_are_part_of_the_window_inputs(free_noise_shot):
-    from inference import animatediff_controlnet, windows
+    from inference import windows
+    from inference.families import animatediff_controlnet
     from inference import shot as shot_module
 
     shot = shot_module.load(free_noise_shot[0])

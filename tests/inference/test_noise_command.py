@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import make_shot, run_backend
-from inference import animatediff_controlnet, blend, contact_sheet, models, noise_warp, temporal
+from inference import blend, contact_sheet, models, noise_warp, temporal
+from inference.families import animatediff_controlnet
 from inference import shot as shot_module
 
 

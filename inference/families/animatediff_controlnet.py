@@ -12,11 +12,11 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
-from . import __version__, control, files, long_shot, memory, models, noise_warp, protocol, windows
-from .cancel import CancelFlag
-from .models import ModelSpec
-from .protocol import BackendError
-from .shot import Shot
+from .. import __version__, control, files, long_shot, memory, models, noise_warp, protocol, windows
+from ..cancel import CancelFlag
+from ..models import ModelSpec
+from ..protocol import BackendError
+from ..shot import Shot
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
