@@ -53,7 +53,10 @@ demo: venvs
 # The add-on tests run on Blender 5.0 and on 4.2 LTS, the versions the manifest claims;
 # every shipped preset is simulated full size once, on 5.0 (about 4 minutes); a small shot
 # runs as a farm job through `openjd run` once, on 5.0 (test-farm).
-test: test-inference test-addon test-addon-4.2 test-presets test-farm
+# The backend suite runs alone (torch uses every core); the four Blender suites are mostly
+# single-threaded, so they run two at a time, the longest first (CI figures in the README).
+test: test-inference
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-presets test-addon test-addon-4.2 test-farm
 
 test-addon: venv-blender venv-inference venv-farm
 	RUBBLE_BACKEND_PYTHON=$(abspath $(IPY)) $(BPY) -m pytest tests/addon -q
