@@ -20,6 +20,7 @@ from ..protocol import BackendError
 # Preset name -> module in this package (imported on first use: a family's imports can be heavy).
 FAMILIES = {
     "animatediff-controlnet": "animatediff_controlnet",
+    "wan-vace": "wan_vace",
 }
 
 
