@@ -91,7 +91,7 @@ def check(shot: Shot) -> None:
                         f"{below} or {below + FRAMES_PER_LATENT}, not {model.window}")
     elif (model.window - model.overlap) % FRAMES_PER_LATENT:
         problems.append(f"[model] window - overlap must be a multiple of {FRAMES_PER_LATENT} so every window starts on "
-                        f"a latent frame: overlap {model.overlap - (model.window - model.overlap) % FRAMES_PER_LATENT} "
+                        f"a latent frame: overlap {_fitting_overlap(model.window, model.overlap)} "
                         f"would do, not {model.overlap}")
     if len(model.controls) != 1:
         problems.append(f"exactly one [[controls]] entry (the VACE control video), not {len(model.controls)}")
@@ -105,6 +105,13 @@ def check(shot: Shot) -> None:
             "The wan-vace family cannot run this preset: " + "; ".join(problems) + ".",
             "Change those keys (presets/wan_vace_1_3b.toml is a working example) and run again.",
         )
+
+
+def _fitting_overlap(window: int, overlap: int) -> int:
+    """The nearest overlap below (else above) `overlap` that makes window - overlap a multiple of 4."""
+    short = (window - overlap) % FRAMES_PER_LATENT
+    below = overlap - (FRAMES_PER_LATENT - short)
+    return below if below >= 0 else overlap + short
 
 
 def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, window: windows.Window) -> dict:
