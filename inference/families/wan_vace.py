@@ -20,6 +20,7 @@ Progress events, cancel (CancelFlag in callback_on_step_end), resume (window rec
 of their inputs) and stale_windows work as in the AnimateDiff family (inference/families/common.py).
 """
 
+import dataclasses
 import html
 import json
 import re
@@ -218,7 +219,12 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switch
         transformer=load(WanVACETransformer3DModel, "transformer", **weights("transformer", dtype)),
     )
     pipe.set_progress_bar_config(disable=True)  # progress goes out as protocol events instead
-    return memory.apply(pipe, switches, device)
+    # WanVACEPipeline has no enable_vae_slicing/tiling (memory.apply's calls): set them on its VAE.
+    if switches.vae_slicing:
+        pipe.vae.enable_slicing()
+    if switches.vae_tiling:
+        pipe.vae.enable_tiling()
+    return memory.apply(pipe, dataclasses.replace(switches, vae_slicing=False, vae_tiling=False), device)
 
 
 def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag, pipe=None) -> dict:

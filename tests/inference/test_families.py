@@ -123,3 +123,14 @@ def test_a_wan_shot_in_free_noise_mode_is_refused_saying_what_to_set(tmp_path, t
     assert error["code"] == "unsupported_setting"
     assert '[long_shot] mode must be "windows"' in error["message"] and "4k+1 frames" in error["message"]
     assert not (shot / "windows").exists()
+
+
+def test_the_wan_pipeline_takes_the_memory_switches_on_its_vae(tiny_model):
+    """WanVACEPipeline has no enable_vae_slicing/tiling of its own: the [memory] switches reach its VAE."""
+    from inference import memory
+    from inference.families import wan_vace
+
+    spec = wan_vace.tiny_spec(tiny_model, None)
+    pipe = wan_vace.load_pipeline(spec, "cpu", "float32", memory.Memory(vae_slicing=True, vae_tiling=True))
+    assert type(pipe).__name__ == "WanVACEPipeline"
+    assert pipe.vae.use_slicing and pipe.vae.use_tiling
