@@ -115,13 +115,18 @@ def test_a_wan_shot_writes_provenance_with_its_family_and_every_model(cancelled_
     assert [w["index"] for w in provenance["windows"]] == [0, 1]
 
 
-def test_a_wan_shot_in_free_noise_mode_is_refused_saying_what_to_set(tmp_path, tiny_model):
+def test_a_wan_shot_in_free_noise_mode_is_refused_saying_what_to_set(tmp_path):
+    from inference import shot as shot_module
+    from inference.families import wan_vace
+    from inference.protocol import BackendError
+
     shot = make_shot(tmp_path / "shot", frames=2, size=(64, 48), model={**WAN_MODEL, "window": 6},
                      controls=WAN_CONTROLS, long_shot={"mode": "free_noise"})
-    run = run_backend("generate", str(shot), "--tiny-model", str(tiny_model))
-    (error,) = run.of_type("error")
-    assert error["code"] == "unsupported_setting"
-    assert '[long_shot] mode must be "windows"' in error["message"] and "4k+1 frames" in error["message"]
+    with pytest.raises(BackendError) as refused:  # run() checks this before it loads any weights
+        wan_vace.run(shot_module.load(shot), None, "cpu", None, None)
+    assert refused.value.code == "unsupported_setting"
+    assert '[long_shot] mode must be "windows"' in refused.value.message
+    assert "window must be 4k+1 frames (Wan's VAE packs 4 frames per latent): 5 or 9, not 6" in refused.value.message
     assert not (shot / "windows").exists()
 
 
