@@ -57,6 +57,11 @@ def select(source: models.Source, listing: Iterable[str], variant: str) -> tuple
             unmet.append(" or ".join(" + ".join(o) for o in options))
         else:
             chosen += option
+            for index in (f for f in option if f.endswith(models.INDEX)):  # sharded weights: the shards too
+                folder, _, name = index.rpartition("/")
+                pattern = models.shard_pattern(name)
+                chosen += sorted(f for f in listed if f.rpartition("/")[0] == folder
+                                 and pattern.fullmatch(f.rpartition("/")[2]))
     chosen += [f for f in source.optional if f in listed]
     return chosen, unmet
 

@@ -57,10 +57,45 @@ def settings(table: dict | None) -> LongShot:
 
 
 def plan(shot) -> list[windows.Window]:
-    """free_noise: one window over the whole shot; windows: [model] window/overlap."""
+    """free_noise: one window over the whole shot; windows: [model] window/overlap (latent-aligned
+    for a family whose VAE compresses time, see `aligned_plan`)."""
     if shot.long_shot.mode == "free_noise":
         return [windows.Window(0, 0, len(shot.frames))]
+    factor = frames_per_latent(shot)
+    if factor > 1:
+        return aligned_plan(len(shot.frames), shot.model.window, shot.model.overlap)
     return windows.plan(len(shot.frames), shot.model.window, shot.model.overlap)
+
+
+def frames_per_latent(shot) -> int:
+    """Frames per latent frame of the shot's model family: 1 (AnimateDiff: one latent per frame) or
+    its VAE's temporal compression (Wan: 4, so a clip has 4k+1 frames)."""
+    from . import families
+
+    return getattr(families.get(shot.model.family), "FRAMES_PER_LATENT", 1)
+
+
+def aligned_plan(frame_count: int, window: int, overlap: int) -> list[windows.Window]:
+    """Windows for a VAE that compresses time by f (Wan: f = 4, clips of 4k+1 frames; the family
+    checks that `window` is 4k+1 and `window - overlap` a multiple of f).
+
+    Every window starts at a multiple of the stride, so at a multiple of f, and the shot's noise
+    (one latent frame per f frames) is sliced per window on latent boundaries. Unlike windows.plan,
+    the last window is not moved back: it keeps its start and is cut at the shot's last frame; the
+    family pads its control video to the next 4k+1 frames (`generated_length`) by repeating the
+    last control frame, and drops the padded frames' output (they are never written).
+    """
+    stride = window - overlap
+    starts = [0]
+    while starts[-1] + window < frame_count:
+        starts.append(starts[-1] + stride)
+    return [windows.Window(i, s, min(s + window, frame_count)) for i, s in enumerate(starts)]
+
+
+def generated_length(window: windows.Window, factor: int) -> int:
+    """Frames a window generates: its frames rounded up to the next f*k + 1 (the rest is padding)."""
+    count = window.stop - window.start
+    return -(-(count - 1) // factor) * factor + 1
 
 
 def context_length(shot) -> int:

@@ -33,9 +33,20 @@ SMOKE_TEST = "random weights — smoke test"
 FP16 = "fp16"
 
 
-def _weights(filename: str) -> tuple[tuple[str, ...], ...]:
+def _weights(filename: str, sharded: bool = False) -> tuple[tuple[str, ...], ...]:
+    """The full file, its fp16 variant, and (`sharded`) the index of a model saved in shards (what
+    save_pretrained writes for large weights: `<file>.index.json` naming `<stem>-0000i-of-0000n.safetensors`)."""
     stem = filename.removesuffix(".safetensors")
-    return ((filename,), (f"{stem}.{FP16}.safetensors",))
+    return ((filename,), (f"{stem}.{FP16}.safetensors",), *(((filename + INDEX,),) if sharded else ()))
+
+
+INDEX = ".index.json"
+
+
+def shard_pattern(index_file: str) -> re.Pattern:
+    """The shard files a sharded-weights index stands for (transformers/diffusers shard naming)."""
+    stem = index_file.removesuffix(INDEX).removesuffix(".safetensors")
+    return re.compile(rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}\.safetensors")
 
 
 BASE_FILES = (
@@ -96,15 +107,32 @@ class Source:
         return Path(found) if isinstance(found, str) else None  # None or the "known not to exist" sentinel
 
     def present_files(self) -> list[str] | None:
-        """The files this source will load (the first present option of each requirement), or None
-        if a requirement has no option present."""
+        """The files this source will load (the first present option of each requirement, a sharded
+        index with its shards), or None if a requirement has no option present."""
         chosen = []
         for options in self.required:
-            option = next((o for o in options if all(self.find(f) is not None for f in o)), None)
+            option = next((o for o in map(self.complete, options) if o is not None), None)
             if option is None:
                 return None
             chosen += option
         return chosen
+
+    def complete(self, option: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The option's files, with the shards of any sharded-weights index in it, when all are on
+        this machine; else None."""
+        if any(self.find(f) is None for f in option):
+            return None
+        shards = []
+        for index in (f for f in option if f.endswith(INDEX)):
+            folder = index.rpartition("/")[0]
+            try:
+                weight_map = json.loads(self.find(index).read_text(encoding="utf-8"))["weight_map"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            shards += sorted({f"{folder}/{name}" if folder else name for name in weight_map.values()})
+        if any(self.find(f) is None for f in shards):
+            return None
+        return (*option, *shards)
 
     def variant(self, subfolder: str | None) -> str | None:
         """"fp16" when the weights present in `subfolder` are only diffusers' fp16 variant."""
@@ -127,6 +155,11 @@ class ModelSpec:
 
 
 def real_spec(model: ModelSettings) -> ModelSpec:
+    """The preset's models and the files each must hold; a family with other repositories than
+    AnimateDiff's (base + motion adapter + ControlNets) says so with its own `real_spec`."""
+    family_spec = getattr(_family(model), "real_spec", None)
+    if family_spec is not None:
+        return family_spec(model)
     return ModelSpec(
         smoke_test=False,
         sources=(
@@ -215,7 +248,7 @@ def missing_files(spec: ModelSpec) -> list[str]:
     missing = []
     for source in spec.sources:
         for options in source.required:
-            if not any(all(source.find(f) is not None for f in option) for option in options):
+            if not any(source.complete(option) is not None for option in options):
                 missing.append(f"{source.name}: {' or '.join(' + '.join(option) for option in options)}")
     return missing
 
@@ -283,10 +316,19 @@ def resolve(model: ModelSettings, weights: str, tiny_location: Path) -> ModelSpe
             "Real weights are not on this machine; generating with the tiny RANDOM-WEIGHT model. "
             "The frames are a smoke test, not a look. " + download_hint(real),
         )
+    family_tiny = getattr(_family(model), "tiny_spec", None)
+    if family_tiny is not None:  # the family's own tiny model (built on first use, like this one)
+        return family_tiny(tiny_location, model)
     if not tiny_model.is_tiny_model(tiny_location):
         print(f"Building the tiny model in {tiny_location}", file=sys.stderr)
         tiny_model.build(tiny_location)
     return tiny_spec(tiny_location, model.controls)
+
+
+def _family(model: ModelSettings):
+    from . import families
+
+    return families.get(model.family)
 
 
 def pick_device(requested: str | None, spec: ModelSpec) -> str:
@@ -378,6 +420,9 @@ def describe(spec: ModelSpec) -> dict:
             "weights": SMOKE_TEST,
             "tiny_model": str(root),
             "tiny_model_sha256": files.sha256_tree(root),
+            # Every model loaded, each a folder of the tiny model standing for one repository.
+            "sources": {source.role: {"id": source.location, "revision": None, "commit": None}
+                        for source in spec.sources},
         }
     out = {"smoke_test": False, "weights": "pretrained", "sources": {}}
     for source in spec.sources:

@@ -75,6 +75,8 @@ def shot_latents(shot: Shot) -> np.ndarray:
     from . import families
 
     family = families.get(shot.model.family)
+    if hasattr(family, "shot_latents"):  # a family whose latents are not one per frame (Wan)
+        return family.shot_latents(shot)
     scale = family.VAE_SCALE_FACTOR
     return initial_latents(shot, family.LATENT_CHANNELS, shot.model.height // scale, shot.model.width // scale)
 

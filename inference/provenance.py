@@ -70,6 +70,8 @@ def write(shot: Shot, model_description: dict, **measured) -> None:
             "overlap": shot.model.overlap,
             "used": model_description,  # what actually ran: real ids + hashes, or the tiny model
         },
+        # Every model loaded, by role: id (hub id or folder), revision and the commit it resolved to.
+        "models": models_used(model_description),
         "controls": controls(shot, model_description),
         "seed": shot.seed,
         "look": asdict(shot.look),
@@ -91,13 +93,24 @@ def write(shot: Shot, model_description: dict, **measured) -> None:
 def read(shot: Shot) -> dict | None:
     path = shot.directory / "provenance.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+def models_used(model_description: dict) -> dict[str, dict]:
+    """role -> {"id", "revision", "commit"} for every model that ran (models.describe's sources)."""
+    return {role: {key: source[key] for key in ("id", "revision", "commit")}
+            for role, source in sorted(model_description["sources"].items())}
+
+
 def controls(shot: Shot, model_description: dict) -> list[dict]:
     """The [[controls]] in the order they ran, each with what was loaded for it: the real ControlNet's
     id, revision, resolved commit and file hashes (as "model.used" holds them), or the tiny model's
     ControlNet folder and its tree hash."""
+    from . import families
+
     out = []
     for control in shot.model.controls:
-        if model_description["smoke_test"]:
+        if not getattr(families.get(shot.model.family), "CONTROL_MODELS", True):
+            # The base model reads the control itself (Wan VACE): the control's own model is not loaded.
+            used = {"by": "base", **model_description["sources"]["base"]}
+        elif model_description["smoke_test"]:
             folder = Path(model_description["tiny_model"]) / tiny_model.controlnet_folder(control.kind)
             used = {"weights": model_description["weights"], "tiny_model": str(folder),
                     "tiny_model_sha256": files.sha256_tree(folder)}

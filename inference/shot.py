@@ -235,8 +235,9 @@ def model_settings(model: dict, controls: list[dict]) -> ModelSettings:
         weights=str(model["weights"]),
         base=str(model["base"]),
         base_revision=str(model["base_revision"]),
-        motion_adapter=str(model["motion_adapter"]),
-        motion_adapter_revision=str(model["motion_adapter_revision"]),
+        # AnimateDiff's; a family without one (wan-vace) leaves them out of its presets.
+        motion_adapter=str(model.get("motion_adapter", "")),
+        motion_adapter_revision=str(model.get("motion_adapter_revision", "")),
         controls=tuple(_control(c) for c in controls),
         width=int(model["width"]),
         height=int(model["height"]),

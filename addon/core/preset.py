@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checks, migrations, model_ids
+from . import checks, migrations, model_family, model_ids
 from . import controls as controls_schema
 from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
@@ -93,7 +93,7 @@ _REVISION = {"kind": "revision", "max_length": model_ids.REVISION_MAX}
 
 @dataclass(frozen=True)
 class ModelSettings:
-    family: str = field(default="animatediff-controlnet", metadata={"choices": ("animatediff-controlnet",)})
+    family: str = field(default="animatediff-controlnet", metadata={"choices": model_family.FAMILIES})
     weights: str = field(default="auto", metadata={"choices": ("auto", "pretrained", "tiny")})
     # Hub ids (owner/name) or absolute paths of local model folders (core/model_ids.py); revisions
     # are commits, as in the shipped presets (presets/README.md says where each hash was found).
@@ -104,8 +104,9 @@ class ModelSettings:
     # SD1.5's VAE downsamples by 8, so the generation size must be a multiple of 8.
     width: int = field(default=512, metadata=_range(64, 2048, multiple_of=8))
     height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
-    window: int = field(default=16, metadata=_range(1, 64))
-    overlap: int = field(default=4, metadata=_range(0, 63))
+    # Up to Wan's 81-frame clips and beyond; AnimateDiff keeps 64 (core/model_family.py).
+    window: int = field(default=16, metadata=_range(1, 128))
+    overlap: int = field(default=4, metadata=_range(0, 127))
     # Frames the VAE decodes at once: peak memory, not the frames (inference/families/animatediff_controlnet.py).
     decode_chunk_size: int = field(default=8, metadata=_range(1, 64))
 
@@ -317,6 +318,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
         else:
             problems += destruction.cross_checks(preset)
             problems += long_shot_checks(preset)
+            problems += model_family.cross_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

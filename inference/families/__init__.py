@@ -8,6 +8,14 @@ shares everything else with the others: the window planner (long_shot), progress
 - `run(shot, spec, device, selected, cancel, pipe=None) -> {"generated": [...], "skipped": [...]}`;
 - `stale_windows(shot, records) -> [index, ...]`: windows whose inputs changed since.
 
+and, where it differs from AnimateDiff's, optionally:
+
+- `real_spec(model)`, `tiny_spec(tiny_dir, model)`: its repositories and their file lists (models.py,
+  hence fetch and doctor), and its tiny random-weight model;
+- `FRAMES_PER_LATENT`: its VAE's temporal compression (long_shot.plan keeps windows on latent frames);
+- `shot_latents(shot)`: the shot's initial latents when they are not one latent frame per frame;
+- `CONTROL_MODELS = False`: the base model reads the control maps itself (no ControlNet per control).
+
 Adding a family is one new module here and one entry in FAMILIES (as diffusers' pipelines/
 registry maps a name to a module), nothing else.
 """
@@ -20,6 +28,7 @@ from ..protocol import BackendError
 # Preset name -> module in this package (imported on first use: a family's imports can be heavy).
 FAMILIES = {
     "animatediff-controlnet": "animatediff_controlnet",
+    "wan-vace": "wan_vace",
 }
 
 

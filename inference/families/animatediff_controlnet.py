@@ -7,16 +7,16 @@ can run in any order, on any machine, and a finished window is never redone (res
 
 import time
 from dataclasses import asdict
-from importlib import metadata
 
 import numpy as np
 from PIL import Image
 
-from .. import __version__, control, files, long_shot, memory, models, noise_warp, protocol, windows
+from .. import __version__, files, long_shot, memory, models, noise_warp, protocol, windows
 from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
 from ..shot import Shot
+from .common import conditioning, control_hashes, model_identity, runtime  # shared with the other families
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
@@ -29,39 +29,6 @@ VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
 TRAINING_FRAMES = 16
 # diffusers' MotionAdapter default, for a config.json that does not name it.
 DEFAULT_MOTION_MAX_SEQ_LENGTH = 32
-
-
-def model_identity(description: dict) -> dict:
-    """What the model is, by content, not where it lies: the same weights under another path
-    (relative or absolute, another cache) are the same model (models.describe() has the hashes)."""
-    if description["smoke_test"]:
-        return {"smoke_test": True, "tiny_model_sha256": description["tiny_model_sha256"]}
-    return {
-        "smoke_test": False,
-        "sources": {
-            role: {"commit": source["commit"], "sha256": source["sha256"]}
-            for role, source in sorted(description["sources"].items())
-        },
-    }
-
-
-def runtime(device: str, dtype: str) -> dict:
-    """Where and with what the numbers were computed: the same seed gives other frames on another
-    device, dtype or library version, so a window made elsewhere is not reused as if it were ours."""
-    return {
-        "device": device,
-        "dtype": dtype,
-        **{name: metadata.version(name) for name in ("torch", "diffusers")},
-    }
-
-
-def control_hashes(shot: Shot) -> dict[int, dict[str, str | None]]:
-    """sha256 of each frame's control map of each [[controls]] kind (None where it is missing)."""
-    hashes = {}
-    for frame in shot.frames:
-        paths = {c.kind: control.map_path(shot, c.kind, frame) for c in shot.model.controls}
-        hashes[frame] = {kind: files.sha256_file(p) if p.is_file() else None for kind, p in paths.items()}
-    return hashes
 
 
 def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, window: windows.Window) -> dict:
@@ -331,18 +298,3 @@ def control_arguments(shot: Shot, frames: list[int]) -> dict:
         "control_guidance_start": [c.guidance_start for c in controls],
         "control_guidance_end": [c.guidance_end for c in controls],
     }
-
-
-def conditioning(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
-    """One kind's control maps at the generation size, float [0, 1] RGB: one (H, W, 3) per frame.
-    Depth keeps its 16 bits until here (grey in RGB); the 8-bit maps are resized as they are."""
-    size = (shot.model.width, shot.model.height)
-    out = []
-    for frame in frames:
-        if kind == "depth":
-            grey = np.asarray(Image.fromarray(control.load_depth(shot, frame)).resize(size, Image.Resampling.BILINEAR))
-            out.append(np.repeat(grey[..., None], 3, axis=-1).astype(np.float32))
-        else:
-            image = Image.open(control.map_path(shot, kind, frame)).convert("RGB")
-            out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
-    return out

@@ -1,0 +1,83 @@
+"""What every model family shares: the runtime a window was computed with, the control maps'
+hashes (what a window's inputs are), the control frames at the generation size, and the window
+record (written last: its presence means the window's frames are complete)."""
+
+from importlib import metadata
+
+import numpy as np
+from PIL import Image
+
+from .. import control, files, windows
+from ..shot import Shot
+
+
+def runtime(device: str, dtype: str) -> dict:
+    """Where and with what the numbers were computed: the same seed gives other frames on another
+    device, dtype or library version, so a window made elsewhere is not reused as if it were ours."""
+    return {
+        "device": device,
+        "dtype": dtype,
+        **{name: metadata.version(name) for name in ("torch", "diffusers")},
+    }
+
+
+def model_identity(description: dict) -> dict:
+    """What the model is, by content, not where it lies: the same weights under another path
+    (relative or absolute, another cache) are the same model (models.describe() has the hashes)."""
+    if description["smoke_test"]:
+        return {"smoke_test": True, "tiny_model_sha256": description["tiny_model_sha256"]}
+    return {
+        "smoke_test": False,
+        "sources": {
+            role: {"commit": source["commit"], "sha256": source["sha256"]}
+            for role, source in sorted(description["sources"].items())
+        },
+    }
+
+
+def control_hashes(shot: Shot) -> dict[int, dict[str, str | None]]:
+    """sha256 of each frame's control map of each [[controls]] kind (None where it is missing)."""
+    hashes = {}
+    for frame in shot.frames:
+        paths = {c.kind: control.map_path(shot, c.kind, frame) for c in shot.model.controls}
+        hashes[frame] = {kind: files.sha256_file(p) if p.is_file() else None for kind, p in paths.items()}
+    return hashes
+
+
+def conditioning(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
+    """One kind's control maps at the generation size, float [0, 1] RGB: one (H, W, 3) per frame.
+    Depth keeps its 16 bits until here (grey in RGB); the 8-bit maps are resized as they are."""
+    size = (shot.model.width, shot.model.height)
+    out = []
+    for frame in frames:
+        if kind == "depth":
+            grey = np.asarray(Image.fromarray(control.load_depth(shot, frame)).resize(size, Image.Resampling.BILINEAR))
+            out.append(np.repeat(grey[..., None], 3, axis=-1).astype(np.float32))
+        else:
+            image = Image.open(control.map_path(shot, kind, frame)).convert("RGB")
+            out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
+    return out
+
+
+def write_frames(shot: Shot, window: windows.Window, frames: list[int], pixels_per_frame) -> None:
+    """A window's frames as 8-bit PNGs, (F, H, W, 3) floats in [0, 1]."""
+    for frame, pixels in zip(frames, pixels_per_frame):
+        image = Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))
+        files.write_png(windows.frame_path(shot.directory, window, frame), image)
+
+
+def write_record(shot: Shot, window: windows.Window, frames: list[int], inputs: dict, device: str, **details) -> None:
+    """The window's record (after its frames): its inputs and their hash (resume), and `details`
+    (timings, offload, ...) for provenance."""
+    files.write_json(
+        windows.record_path(shot.directory, window),
+        {
+            "schema": windows.RECORD_SCHEMA,
+            "index": window.index,
+            "frames": [frames[0], frames[-1]],
+            "inputs_sha256": files.sha256_json(inputs),
+            "inputs": inputs,
+            "device": device,
+            **details,
+        },
+    )
