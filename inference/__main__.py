@@ -210,8 +210,7 @@ def generate(args) -> int:
                 upscaler = upscale.resolve(shot, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
                 outputs += _relative(shot, upscale.run(shot, upscaler, device, cancel))
         except Cancelled as exc:
-            kept = [str(upscale.record_path(shot, f).relative_to(shot.directory)) for f in shot.frames
-                    if upscale.record_path(shot, f).is_file()]
+            kept = _relative(shot, upscale.current_records(shot, upscaler, device))
             protocol.cancelled(f"Cancelled ({exc}) while upscaling; finished frames are kept and a rerun resumes.", kept)
             return protocol.EXIT_CANCELLED
         with _Stage("temporal", timings):
@@ -269,8 +268,7 @@ def upscale_frames(args) -> int:
     try:
         written = upscale.run(shot, upscaler, device, cancel)
     except Cancelled as exc:
-        kept = [str(upscale.record_path(shot, f).relative_to(shot.directory)) for f in shot.frames
-                if upscale.record_path(shot, f).is_file()]
+        kept = _relative(shot, upscale.current_records(shot, upscaler, device))
         protocol.cancelled(f"Cancelled ({exc}); finished frames are kept and a rerun resumes.", kept)
         return protocol.EXIT_CANCELLED
     protocol.result("upscale", _relative(shot, written), **upscale.provenance(shot, upscaler))

@@ -177,6 +177,14 @@ def is_current(shot: Shot, frame: int, inputs_sha256: str) -> bool:
             and all(p.is_file() and files.sha256_file(p) == saved[f] for f, p in paths.items()))
 
 
+def current_records(shot: Shot, spec: models.ModelSpec | None, device: str) -> list[Path]:
+    """The records of the frames a rerun would keep (inputs and files unchanged): what a cancel kept."""
+    dtype = memory.dtype_name(device, shot.memory) if spec is not None else "float32"
+    identity = _identity(describe(spec)) if spec is not None else None
+    return [record_path(shot, f) for f in shot.frames if blended_path(shot, f).is_file()
+            and is_current(shot, f, files.sha256_json(frame_inputs(shot, f, identity, device, dtype)))]
+
+
 def run(shot: Shot, spec: models.ModelSpec | None = None, device: str = "cpu", cancel: CancelFlag | None = None,
         pipe=None) -> list[Path]:
     """Deliver every frame not delivered yet from today's blended frames; returns the files written.
