@@ -160,3 +160,36 @@ def test_upscaling_before_blending_says_what_to_run(blended_shot):
     with pytest.raises(BackendError) as error:
         upscale.run(shot_module.load(blended_shot))
     assert error.value.code == "frames_not_blended" and "python -m inference generate" in error.value.hint
+
+
+def test_the_tiny_upscaler_has_the_hub_layout_the_fetch_lists_describe(diffused, tiny_model):
+    from inference import fetch, tiny_upscaler, upscale
+
+    source = upscale.tiny_spec(tiny_upscaler.location(tiny_model)).source(upscale.ROLE)
+    present = sorted(str(p.relative_to(source.directory)) for p in source.directory.rglob("*")
+                     if p.is_file() and p.name != tiny_upscaler.MARKER)
+    selected, unmet = fetch.select(source, present, "full")
+    assert not unmet and sorted(selected) == present
+    index = json.loads((source.directory / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionUpscalePipeline"
+    assert {name for name, value in index.items() if isinstance(value, list) and value[0] is not None} == {
+        "unet", "vae", "text_encoder", "tokenizer", "scheduler", "low_res_scheduler"}
+
+
+def test_fetch_and_doctor_know_the_upscaler_when_the_preset_runs_it(tmp_path):
+    upscaler = "stabilityai/stable-diffusion-x4-upscaler@572c99286543a273bfd17fac263db5a77be12c4c"
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    plain = make_shot(tmp_path / "plain", frames=1)
+    run = run_backend("fetch", str(plain), env=env)
+    assert run.of_type("error")[0]["code"] == "offline" and upscaler not in run.of_type("error")[0]["message"], (
+        "a LANCZOS preset never downloads the upscaler")
+
+    diffusion = make_shot(tmp_path / "diffusion", frames=1)
+    set_upscale(diffusion, method="diffusion")
+    run = run_backend("fetch", str(diffusion), env=env)
+    assert run.of_type("error")[0]["code"] == "offline" and upscaler in run.of_type("error")[0]["message"]
+    run = run_backend("doctor", "--shot", str(diffusion), "--tiny-model", str(tmp_path / "none"), env=env)
+    assert run.returncode == 0, run.stderr
+    (report,) = run.of_type("result")
+    assert upscaler in report["real_weights"]["models"]
+    assert f"{upscaler}: low_res_scheduler/scheduler_config.json" in report["real_weights"]["missing"]
