@@ -52,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="also say whether the preset's real weights are on this machine (no torch import)")
     sub = command("control", derive_control, "derive the control maps from the passes")
     sub.add_argument("--frames", type=_frame_range, help="only these frames, e.g. 5-12 (normalisation stays shot-wide)")
-    sub = command("generate", generate, "control maps (if needed), windows, blend, contact sheet")
+    sub = command("generate", generate, "control maps (if needed), windows, blend, upscale, contact sheet")
     sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
     sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
     sub.add_argument("--windows", type=_indices, help="only these windows, e.g. 0,2 (a farm task); blend waits for all")
     sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
-    command("blend", blend_windows, "cross-fade finished windows into frames/")
+    command("blend", blend_windows, "cross-fade finished windows into blended/ (the generation size)")
+    sub = command("upscale", upscale_frames, "bring blended/ to the shot's resolution in frames/ (preset [upscale])")
+    sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
+    sub.add_argument("--tiny-model", help="tiny model directory; the tiny upscaler lives beside it")
+    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
     command("noise", noise, "write noise/latents.npy: the initial latents generate will use")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
@@ -161,7 +165,7 @@ def derive_control(args) -> int:
 
 def generate(args) -> int:
     from . import (blend, contact_sheet, control, control_sheet, families, long_shot, models, provenance,
-                   temporal, windows)
+                   temporal, upscale, windows)
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -197,14 +201,23 @@ def generate(args) -> int:
         protocol.progress("blend", 1, 1, "frames already blended from these windows, skipped")
     elif complete:
         # provenance.json last: it names the windows the frames were blended from, so a run killed
-        # while blending finds it stale and blends again (provenance.describes_current_frames).
+        # while blending or upscaling finds it stale and does them again (upscaled frames whose
+        # records match are kept: inference/upscale.py).
         with _Stage("blend", timings):
             outputs += _relative(shot, blend.run(shot))
+        try:
+            with _Stage("upscale", timings):
+                upscaler = upscale.resolve(shot, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+                outputs += _relative(shot, upscale.run(shot, upscaler, device, cancel))
+        except Cancelled as exc:
+            kept = _relative(shot, upscale.current_records(shot, upscaler, device))
+            protocol.cancelled(f"Cancelled ({exc}) while upscaling; finished frames are kept and a rerun resumes.", kept)
+            return protocol.EXIT_CANCELLED
         with _Stage("temporal", timings):
             stability = temporal.measure(shot)
         with _Stage("contact_sheet", timings):
             outputs += _relative(shot, [contact_sheet.write(shot, description["smoke_test"], stability)])
-        provenance.write(shot, description, temporal_warp_error=stability)
+        provenance.write(shot, description, temporal_warp_error=stability, **upscale.provenance(shot, upscaler))
         outputs.append("provenance.json")
     protocol.result(
         "generate",
@@ -243,6 +256,25 @@ def blend_windows(args) -> int:
     return protocol.EXIT_OK
 
 
+def upscale_frames(args) -> int:
+    from . import models, upscale
+    from . import shot as shot_module
+    from .cancel import CancelFlag, Cancelled
+
+    shot = shot_module.load(args.shot)
+    cancel = CancelFlag(shot.directory)
+    upscaler = upscale.resolve(shot, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+    device = models.pick_device(args.device, upscaler) if upscaler else "cpu"
+    try:
+        written = upscale.run(shot, upscaler, device, cancel)
+    except Cancelled as exc:
+        kept = _relative(shot, upscale.current_records(shot, upscaler, device))
+        protocol.cancelled(f"Cancelled ({exc}); finished frames are kept and a rerun resumes.", kept)
+        return protocol.EXIT_CANCELLED
+    protocol.result("upscale", _relative(shot, written), **upscale.provenance(shot, upscaler))
+    return protocol.EXIT_OK
+
+
 def contact_sheet(args) -> int:
     from . import contact_sheet as sheet
     from . import shot as shot_module
@@ -262,12 +294,19 @@ def tiny_model(args) -> int:
 
 
 def fetch(args) -> int:
+    from dataclasses import replace
+
     from . import fetch as fetch_module
-    from . import models
+    from . import models, upscale
     from . import shot as shot_module
 
-    model = shot_module.load(args.shot).model if args.shot else _preset_model(args.preset or DEFAULT_PRESET)
-    report = fetch_module.run(models.real_spec(model), args.variant)
+    if args.shot:
+        loaded = shot_module.load(args.shot)
+        model, upscaler = loaded.model, loaded.upscale
+    else:
+        model, upscaler = _preset_model(args.preset or DEFAULT_PRESET), _preset_upscale(args.preset or DEFAULT_PRESET)
+    spec = models.real_spec(model)
+    report = fetch_module.run(replace(spec, sources=spec.sources + upscale.fetch_sources(upscaler)), args.variant)
     protocol.result("fetch", [], **report)
     return protocol.EXIT_OK
 
@@ -280,9 +319,28 @@ def doctor(args) -> int:
 
         return shot_module.load(args.shot).model if args.shot else _preset_model(DEFAULT_PRESET)
 
-    report = doctor_module.check(load_model, args.tiny_model)
+    def load_upscaler():
+        from . import shot as shot_module
+        from . import upscale
+
+        settings = shot_module.load(args.shot).upscale if args.shot else _preset_upscale(DEFAULT_PRESET)
+        return upscale.fetch_sources(settings)
+
+    report = doctor_module.check(load_model, args.tiny_model, load_upscaler)
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
+
+
+def _preset_upscale(path: Path):
+    """A preset file's [upscale] settings (defaults when it has none)."""
+    from . import upscale_settings
+
+    try:
+        return upscale_settings.settings(tomllib.loads(Path(path).read_text(encoding="utf-8")).get("upscale"))
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
+        raise BackendError("bad_preset", f"Could not read the [upscale] settings of the preset {path}: "
+                           f"{type(exc).__name__}: {exc}",
+                           "Fix the [upscale] section (presets/default.toml is the reference).") from exc
 
 
 def _preset_model(path: Path):

@@ -1,11 +1,12 @@
-"""Join the windows into the shot's frames: cross-fade overlaps, resize, write atomically."""
+"""Join the windows into the shot's frames: cross-fade overlaps, write atomically to blended/ at the
+generation size (inference/upscale.py then delivers them at the shot's resolution to frames/)."""
 
 import json
 
 import numpy as np
 from PIL import Image
 
-from . import __version__, families, files, long_shot, protocol, windows
+from . import __version__, families, files, long_shot, protocol, upscale, windows
 from .protocol import BackendError
 from .shot import Shot
 
@@ -13,7 +14,8 @@ DISCLOSURE = "AI-generated"
 
 
 def frame_path(shot: Shot, frame: int):
-    return shot.directory / "frames" / f"{frame:04d}.png"
+    """A delivered frame (8-bit, the shot's resolution): what the sequencer, contact sheet and temporal measure read."""
+    return upscale.delivered_paths(shot, frame)["png8"]
 
 
 def unfinished(shot: Shot) -> tuple[list[int], list[int]]:
@@ -61,11 +63,8 @@ def run(shot: Shot) -> list:
                 weight = weights[window.index][offset - window.start]  # a frame's weights sum to 1
                 pixels = np.asarray(Image.open(windows.frame_path(shot.directory, window, frame)), dtype=np.float64)
                 total = total + pixels * weight
-        blended = Image.fromarray(np.round(total).astype(np.uint8))
-        if blended.size != shot.resolution:
-            blended = blended.resize(shot.resolution, Image.Resampling.LANCZOS)
-        path = frame_path(shot, frame)
-        files.write_png(path, blended, text)
+        path = upscale.blended_path(shot, frame)
+        files.write_png(path, Image.fromarray(np.round(total).astype(np.uint8)), text)
         written.append(path)
         protocol.progress("blend", offset + 1, len(shot.frames), f"frame {frame}")
     return written

@@ -1,5 +1,6 @@
 """`doctor`: what this machine has and lacks for generation, in words a user can act on."""
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -28,9 +29,10 @@ def _gpu(torch) -> tuple[str | None, float | None]:
     return None, None
 
 
-def check(load_model, tiny_option: str | None) -> dict:
+def check(load_model, tiny_option: str | None, load_extra_sources=tuple) -> dict:
     """`load_model()`: the preset's ModelSettings, called only once the packages are known to be
-    there (reading a preset imports numpy)."""
+    there (reading a preset imports numpy); `load_extra_sources()`: other repositories the preset
+    loads (the [upscale] upscaler), checked as the model's are."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -56,6 +58,7 @@ def check(load_model, tiny_option: str | None) -> dict:
     gpu, vram = _gpu(torch)
     tiny_location = models.tiny_dir(tiny_option)
     real = models.real_spec(model)
+    real = dataclasses.replace(real, sources=real.sources + tuple(load_extra_sources()))
     missing = models.missing_files(real)
     unpinned = models.unpinned_revisions(real)
     for message in unpinned:

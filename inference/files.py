@@ -35,6 +35,12 @@ def write_npy(path: Path, array) -> None:
     _atomic(path, save)
 
 
+def write_with(path: Path, write) -> None:
+    """`write(tmp)` writes the file at a temporary name beside `path`; it is then renamed into place
+    (for writers that take a file name, such as OpenEXR's)."""
+    _atomic(path, write)
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

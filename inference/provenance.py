@@ -6,7 +6,7 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, files, long_shot, noise_warp, tiny_model, windows
+from . import __version__, files, long_shot, noise_warp, tiny_model, upscale, windows
 from .models import controlnet_role
 from .shot import Shot
 
@@ -39,19 +39,23 @@ def _window_records(shot: Shot) -> list[dict]:
 
 def describes_current_frames(shot: Shot) -> bool:
     """True when provenance.json, written after the frames and the contact sheet, names exactly
-    today's window records and those files are all there: blending again would rewrite the same
-    pixels (a farm task run twice must change nothing)."""
+    today's window records and [upscale] settings and those files are all there: blending and
+    upscaling again would rewrite the same pixels (a farm task run twice must change nothing)."""
     path = shot.directory / "provenance.json"
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return False
-    outputs = [shot.directory / "frames" / f"{f:04d}.png" for f in shot.frames] + [shot.directory / "contact_sheet.png"]
-    return saved.get("windows") == _window_records(shot) and all(p.is_file() for p in outputs)
+    outputs = [p for f in shot.frames for p in (upscale.blended_path(shot, f), *upscale.delivered_paths(shot, f).values())]
+    outputs.append(shot.directory / "contact_sheet.png")
+    settings = {k: v for k, v in (saved.get("upscale") or {}).items() if k in asdict(shot.upscale)}
+    return (saved.get("windows") == _window_records(shot) and settings == asdict(shot.upscale)
+            and saved.get("resolution", {}).get("delivered") == list(shot.resolution) and all(p.is_file() for p in outputs))
 
 
 def write(shot: Shot, model_description: dict, **measured) -> None:
-    """`measured`: top-level keys measured on the blended frames (e.g. temporal_warp_error)."""
+    """`measured`: top-level keys measured on the blended frames (e.g. temporal_warp_error) or recorded
+    by later stages ("upscale" and "resolution": inference/upscale.py provenance())."""
     records = _window_records(shot)
     data = {
         "schema": SCHEMA,

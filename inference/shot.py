@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import long_shot as long_shot_module
 from . import memory as memory_module
+from . import upscale_settings
 from .protocol import BackendError
 
 SCHEMA_NAME = "rubble.shot"
@@ -94,6 +95,7 @@ class Shot:
     noise: NoiseSettings = NoiseSettings()
     long_shot: long_shot_module.LongShot = long_shot_module.LongShot()  # preset [long_shot]
     memory: memory_module.Memory = memory_module.Memory()  # preset [memory]
+    upscale: upscale_settings.Upscale = upscale_settings.Upscale()  # preset [upscale]
 
     @property
     def frames(self) -> list[int]:
@@ -178,6 +180,7 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         noise=noise_settings(preset.get("noise", {})),
         long_shot=long_shot_module.settings(preset.get("long_shot")),
         memory=memory_module.settings(preset.get("memory")),
+        upscale=upscale_settings.settings(preset.get("upscale")),
     )
 
 

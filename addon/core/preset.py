@@ -27,6 +27,8 @@ from .destruction.materials import MATERIALS, Material
 from .long_shot import SECTIONS as LONG_SHOT_SECTIONS
 from .long_shot import LongShotSettings, MemorySettings
 from .long_shot import cross_checks as long_shot_checks
+from .upscale import SECTIONS as UPSCALE_SECTIONS
+from .upscale import UpscaleSettings
 
 SCHEMA = migrations.V2
 # Every schema this Rubble reads: older ones are migrated to SCHEMA first (core/migrations.py).
@@ -88,6 +90,10 @@ class LookSettings:
 
 
 _MODEL_ID = {"kind": "model_id", "max_length": model_ids.PATH_MAX}
+# What each model family's generation width and height must be a multiple of: SD1.5's VAE
+# downsamples by 8. The aspect check (checks.aspect_problem) proposes sizes on this grid.
+GENERATION_MULTIPLE = {"animatediff-controlnet": 8, "wan-vace": model_family.WAN_SIZE_MULTIPLE}
+GENERATION_SIZE_RANGE = (64, 2048)
 _REVISION = {"kind": "revision", "max_length": model_ids.REVISION_MAX}
 
 
@@ -102,8 +108,9 @@ class ModelSettings:
     motion_adapter: str = field(default="guoyww/animatediff-motion-adapter-v1-5-3", metadata=_MODEL_ID)
     motion_adapter_revision: str = field(default="449d8993ead63a068e1030eb26925132814db1c8", metadata=_REVISION)
     # SD1.5's VAE downsamples by 8, so the generation size must be a multiple of 8.
-    width: int = field(default=512, metadata=_range(64, 2048, multiple_of=8))
-    height: int = field(default=320, metadata=_range(64, 2048, multiple_of=8))
+    # 520x312 keeps the default shot's 320x192 aspect (5:3) at about SD1.5's 512x320 area.
+    width: int = field(default=520, metadata=_range(*GENERATION_SIZE_RANGE, multiple_of=8))
+    height: int = field(default=312, metadata=_range(*GENERATION_SIZE_RANGE, multiple_of=8))
     # Up to Wan's 81-frame clips and beyond; AnimateDiff keeps 64 (core/model_family.py).
     window: int = field(default=16, metadata=_range(1, 128))
     overlap: int = field(default=4, metadata=_range(0, 127))
@@ -133,6 +140,7 @@ class Preset:
     noise: NoiseSettings = NoiseSettings()
     long_shot: LongShotSettings = LongShotSettings()
     memory: MemorySettings = MemorySettings()
+    upscale: UpscaleSettings = UpscaleSettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -161,7 +169,7 @@ class Preset:
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
              "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
-             **LONG_SHOT_SECTIONS,
+             **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS,
              **destruction.SECTIONS}
 
 
@@ -283,6 +291,14 @@ def _shot_range_problem(shot: ShotSettings) -> str | None:
     return None
 
 
+def _aspect_problems(preset: Preset) -> list[str]:
+    """The generation size must keep the shot's aspect (frames are resized to it, not cropped)."""
+    multiple = GENERATION_MULTIPLE.get(preset.model.family, 8)
+    problem = checks.aspect_problem(preset.shot.resolution, (preset.model.width, preset.model.height), multiple,
+                                    *GENERATION_SIZE_RANGE)
+    return [problem] if problem else []
+
+
 def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: bool = True) -> Preset:
     """The preset `data` describes, or PresetError listing every problem. `check_local=False`
     checks the form of local model paths only, not that their folders exist here (a shot's
@@ -319,6 +335,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
             problems += destruction.cross_checks(preset)
             problems += long_shot_checks(preset)
             problems += model_family.cross_checks(preset)
+            problems += _aspect_problems(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

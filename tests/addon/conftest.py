@@ -57,7 +57,7 @@ SMALL_SHOT = {
     "simulation": {"preroll_frames": 1, "warmup_frames": 1},  # the pre-roll must fit before frame 1
     "render": {"samples": 2},
     "look": {"steps": 2},
-    "model": {"width": 64, "height": 64, "window": 4, "overlap": 1},
+    "model": {"width": 96, "height": 64, "window": 4, "overlap": 1},  # the shot's aspect (addon/core/checks.py)
 }
 
 

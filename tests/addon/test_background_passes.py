@@ -36,7 +36,8 @@ def baked(tmp_path_factory):
     """A small shot built, baked and saved in this process, as Generate Final does in a session;
     its frames are rendered at a size where a frame takes a noticeable time."""
     root = tmp_path_factory.mktemp("background")
-    shot = {**SMALL_SHOT, "shot": {**SMALL_SHOT["shot"], "resolution": [128, 96]}, "render": {"samples": 8}}
+    shot = {**SMALL_SHOT, "shot": {**SMALL_SHOT["shot"], "resolution": [128, 96]}, "render": {"samples": 8},
+            "model": {**SMALL_SHOT["model"], "width": 128, "height": 96}}
     preset = load_preset(write_preset(root / "small.toml", **shot))
     pipeline.reset_session()
     job = pipeline.ShotJob(shot_dir=root / "shot", preset=preset, stages=("bake",))

@@ -17,7 +17,8 @@ controlnet_scale = 0.7
 [model]
 controlnet = "someone/depth-controlnet"
 controlnet_revision = "0123456789abcdef0123456789abcdef01234567"
-width = 256
+width = 480
+height = 288
 '''
 
 
@@ -37,16 +38,16 @@ def test_a_v1_preset_becomes_one_depth_control_with_its_old_settings(tmp_path):
     preset = load_preset(path)
     assert preset.controls == (controls.Control("depth", "someone/depth-controlnet",
                                                 "0123456789abcdef0123456789abcdef01234567", 0.7),)
-    assert preset.look.prompt == "a tower" and preset.model.width == 256
+    assert preset.look.prompt == "a tower" and preset.model.width == 480
     saved = preset.to_dict()
     assert saved["schema"] == SCHEMA and "controlnet" not in saved["model"] and "controlnet_scale" not in saved["look"]
     assert preset_from_dict(saved) == preset, "a migrated preset saves as /2 and loads back the same"
 
 
 def test_migration_leaves_its_input_alone_and_fills_the_old_defaults():
-    data = tomllib.loads('schema = "rubble.preset/1"\n[model]\nwidth = 256\n')
+    data = tomllib.loads('schema = "rubble.preset/1"\n[model]\nwidth = 360\nheight = 216\n')
     migrated = migrations.migrate(data)
-    assert data == {"schema": "rubble.preset/1", "model": {"width": 256}}
+    assert data == {"schema": "rubble.preset/1", "model": {"width": 360, "height": 216}}
     assert migrated["controls"] == [{"kind": "depth", "model": "lllyasviel/control_v11f1p_sd15_depth",
                                      "revision": "main"}]
     assert load_preset(REPO / "presets" / "default.toml").controls != preset_from_dict(migrated).controls

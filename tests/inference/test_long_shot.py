@@ -117,14 +117,15 @@ def free_noise_shot(tmp_path_factory, tiny_model, quiet_in_process):
     """7 frames, context 4, stride 2: FreeNoise's context windows (0-3), (2-5) and the moved-back (3-6).
     In process, as `generate` runs it (the add-on's end-to-end tests run the default free_noise mode
     through the command line)."""
-    from inference import blend, models, provenance
+    from inference import blend, models, provenance, upscale
     from inference import shot as shot_module
 
     shot = make_shot(tmp_path_factory.mktemp("fn") / "shot", frames=7, long_shot=FREE_NOISE, **SIZE)
     done = run_in_process(shot, tiny_model)
     loaded = shot_module.load(shot)
     provenance.write(loaded, models.describe(models.tiny_spec(tiny_model, loaded.model.controls)))
-    blend.run(shot_module.load(shot))
+    blend.run(loaded)
+    upscale.run(loaded)  # [upscale] method lanczos: blended/ -> frames/ at the shot's resolution
     return shot, done
 
 
@@ -182,12 +183,13 @@ def windows_pipe(tiny_model):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_model, windows_pipe, quiet_in_process):
     """4 frames, windows of 2 sharing 1 -> windows (1-2), (2-3), (3-4), run in this process, then blended."""
-    from inference import blend
+    from inference import blend, upscale
     from inference import shot as shot_module
 
     shot = make_shot(tmp_path_factory.mktemp("whole") / "shot", look={"steps": STEPS}, **SIZE)
     assert run_in_process(shot, tiny_model, windows_pipe)["generated"] == [0, 1, 2]
     blend.run(shot_module.load(shot))
+    upscale.run(shot_module.load(shot))
     return shot
 
 
