@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from . import __version__, families, files, long_shot, protocol, windows
+from . import __version__, families, files, long_shot, protocol, regenerate, windows
 from .protocol import BackendError
 from .shot import Shot
 
@@ -68,7 +68,7 @@ def run(shot: Shot) -> list:
         files.write_png(path, blended, text)
         written.append(path)
         protocol.progress("blend", offset + 1, len(shot.frames), f"frame {frame}")
-    return written
+    return written + regenerate.composite(shot)  # [regenerate] roles: frames/ over the plate, the rest kept
 
 
 def _check_same_generation(shot: Shot, records: dict) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, files, long_shot, noise_warp, tiny_model, windows
+from . import __version__, files, long_shot, noise_warp, regenerate, tiny_model, video_to_video, windows
 from .models import controlnet_role
 from .shot import Shot
 
@@ -47,7 +47,8 @@ def describes_current_frames(shot: Shot) -> bool:
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     outputs = [shot.directory / "frames" / f"{f:04d}.png" for f in shot.frames] + [shot.directory / "contact_sheet.png"]
-    return saved.get("windows") == _window_records(shot) and all(p.is_file() for p in outputs)
+    return (saved.get("windows") == _window_records(shot) and saved.get("regenerate") == regenerate.record(shot)
+            and all(p.is_file() for p in outputs))
 
 
 def write(shot: Shot, model_description: dict, **measured) -> None:
@@ -81,6 +82,8 @@ def write(shot: Shot, model_description: dict, **measured) -> None:
         },
         "windows": records,
         "noise": noise_warp.provenance(shot),
+        "video_to_video": video_to_video.provenance(shot),
+        "regenerate": regenerate.record(shot),  # None: every pixel generated
         **measured,
         "long_shot": long_shot.record(shot, shot.memory.split_inference),
         "memory": asdict(shot.memory),
