@@ -16,6 +16,7 @@ from conftest import make_shot, run_backend
 
 SIZE = {"size": (64, 48), "model": {"width": 64, "height": 48}}
 STEPS = 4  # strength 0.5 -> the last 2 of 4 DDIM steps
+FRAMES = 3  # windows of 2 sharing 1 -> windows (1-2), (2-3)
 
 
 def frames(folder: Path) -> np.ndarray:
@@ -68,15 +69,16 @@ def generate(shot_dir: Path, tiny_model: Path, pipe) -> dict:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory, tiny_model, pipe):
-    """The same 4-frame shot (windows of 2 sharing 1) as text-to-video without the key, with strength = 1.0,
-    and at strength 0.5; and the 0.5 shot in free_noise mode."""
+    """The same 3-frame shot as text-to-video without the key and with strength = 1.0 (2 steps), at
+    strength 0.5 (2 of 4 steps), and at 0.5 in free_noise mode (1 of 2 steps, two context windows). Kept small: CI budget."""
     root = tmp_path_factory.mktemp("v2v")
     made = {}
-    for name, look, long_shot in (("plain", {}, None), ("one", {"strength": 1.0}, None),
-                                  ("half", {"strength": 0.5}, None),
-                                  ("half_free_noise", {"strength": 0.5}, {"mode": "free_noise", "context_length": 2,
-                                                                         "context_stride": 1})):
-        shot = make_shot(root / name, look={"steps": STEPS, **look}, long_shot=long_shot, **SIZE)
+    for name, frames_, look, long_shot in (
+            ("plain", FRAMES, {"steps": 2}, None), ("one", FRAMES, {"steps": 2, "strength": 1.0}, None),
+            ("half", FRAMES, {"steps": STEPS, "strength": 0.5}, None),
+            ("half_free_noise", FRAMES, {"steps": 2, "strength": 0.5},
+             {"mode": "free_noise", "context_length": 2, "context_stride": 1})):
+        shot = make_shot(root / name, frames=frames_, look=look, long_shot=long_shot, **SIZE)
         made[name] = (shot, generate(shot, tiny_model, pipe))
     return made
 
@@ -84,7 +86,7 @@ def shots(tmp_path_factory, tiny_model, pipe):
 def test_strength_one_is_text_to_video_bit_for_bit(shots):
     plain, one = shots["plain"][0], shots["one"][0]
     assert np.array_equal(frames(one / "frames"), frames(plain / "frames"))
-    for index in range(3):
+    for index in range(FRAMES - 1):
         a = json.loads((plain / "windows" / f"{index:03d}" / "record.json").read_text())
         b = json.loads((one / "windows" / f"{index:03d}" / "record.json").read_text())
         assert a["inputs_sha256"] == b["inputs_sha256"], "strength 1.0 leaves the window records as they were"
@@ -134,8 +136,7 @@ def test_free_noise_mode_runs_video_to_video_too(shots):
     assert done["generated"] == [0]
     record = json.loads((shot_dir / "windows" / "000" / "record.json").read_text())
     assert record["inputs"]["long_shot"]["mode"] == "free_noise" and record["inputs"]["look"]["strength"] == 0.5
-    ours = frames(shot_dir / "frames")
-    assert ours.std() > 1.0 and not np.array_equal(ours, frames(shots["half"][0] / "frames"))
+    assert frames(shot_dir / "frames").std() > 1.0
 
 
 def test_a_strength_or_clay_change_makes_the_windows_stale(shots):
@@ -145,17 +146,17 @@ def test_a_strength_or_clay_change_makes_the_windows_stale(shots):
 
     for name, other in (("half", 0.7), ("half", 1.0), ("one", 0.5)):
         shot = shot_module.load(shots[name][0])
-        records = {i: windows.read_record(shot.directory, windows.Window(i, i, i + 2)) for i in range(3)}
+        records = {i: windows.read_record(shot.directory, windows.Window(i, i, i + 2)) for i in range(FRAMES - 1)}
         assert animatediff_controlnet.stale_windows(shot, records) == []
         changed = dataclasses.replace(shot, look=dataclasses.replace(shot.look, strength=other))
-        assert animatediff_controlnet.stale_windows(changed, records) == [0, 1, 2], (name, other)
+        assert animatediff_controlnet.stale_windows(changed, records) == [0, 1], (name, other)
     shot = shot_module.load(shots["half"][0])
-    records = {i: windows.read_record(shot.directory, windows.Window(i, i, i + 2)) for i in range(3)}
+    records = {i: windows.read_record(shot.directory, windows.Window(i, i, i + 2)) for i in range(FRAMES - 1)}
     clay = shot.directory / "control" / "clay" / "0003.png"
     kept = clay.read_bytes()
     try:
         Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(clay)
-        assert animatediff_controlnet.stale_windows(shot, records) == [1, 2], "windows starting from frame 3's clay"
+        assert animatediff_controlnet.stale_windows(shot, records) == [1], "the window starting from frame 3's clay"
     finally:
         clay.write_bytes(kept)
 
@@ -177,7 +178,7 @@ def test_outside_the_feathered_mask_the_frames_are_the_plate(shots, tmp_path):
     from inference import shot as shot_module
 
     shot_dir = shots["plain"][0]
-    set_preset(shot_dir, "regenerate", roles=["building"], plate=plate_sequence(tmp_path, range(1, 5)), feather_px=2)
+    set_preset(shot_dir, "regenerate", roles=["building"], plate=plate_sequence(tmp_path, range(1, FRAMES + 1)), feather_px=2)
     try:
         blend.run(shot_module.load(shot_dir))
         out = frames(shot_dir / "frames")
