@@ -106,7 +106,8 @@ class ShotJob:
 
     def generate_key(self) -> str:
         return digest("generate", self.pass_key(),
-                      self.preset.section_hash("look", "model", "noise", "controls", "long_shot", "memory"), self.weights)
+                      self.preset.section_hash("look", "model", "noise", "controls", "long_shot", "memory", "regenerate"),
+                      self.weights)
 
     def composite_key(self) -> str:
         return digest("composite", self.generate_key())
