@@ -110,6 +110,10 @@ def test_strength_half_runs_the_video_to_video_pipeline_on_the_noised_clay(shots
     record = json.loads((shot_dir / "windows" / "001" / "record.json").read_text())
     assert record["inputs"]["look"]["strength"] == 0.5
     assert sorted(record["inputs"]["video_to_video"]["clay_sha256"]) == ["2", "3"]
+    write_provenance(shot, tiny_model)
+    recorded = json.loads((shot_dir / "provenance.json").read_text())
+    assert recorded["video_to_video"]["strength"] == 0.5 and recorded["video_to_video"]["denoising_steps"] == 2
+    assert recorded["look"]["strength"] == 0.5 and recorded["regenerate"] is None
 
     v2v = AnimateDiffVideoToVideoControlNetPipeline(**{k: v for k, v in pipe.components.items()})
     v2v.set_progress_bar_config(disable=True)
@@ -173,14 +177,28 @@ def plate_sequence(folder: Path, frames_: range, size=(64, 48)) -> str:
     return str(folder / "plate.####.png")
 
 
-def test_outside_the_feathered_mask_the_frames_are_the_plate(shots, tmp_path):
-    from inference import blend, regenerate
+def write_provenance(shot, tiny_model: Path) -> None:
+    from inference import contact_sheet, models, provenance
+
+    contact_sheet.write(shot, True)
+    provenance.write(shot, models.describe(models.tiny_spec(tiny_model, shot.model.controls)))
+
+
+def test_outside_the_feathered_mask_the_frames_are_the_plate(shots, tmp_path, tiny_model):
+    from inference import blend, provenance, regenerate
     from inference import shot as shot_module
 
     shot_dir = shots["plain"][0]
     set_preset(shot_dir, "regenerate", roles=["building"], plate=plate_sequence(tmp_path, range(1, FRAMES + 1)), feather_px=2)
     try:
-        blend.run(shot_module.load(shot_dir))
+        shot = shot_module.load(shot_dir)
+        blend.run(shot)
+        write_provenance(shot, tiny_model)
+        recorded = json.loads((shot_dir / "provenance.json").read_text())["regenerate"]
+        assert recorded["roles"] == ["building"] and recorded["feather_px"] == 2 and len(recorded["plate_sha256"]) == 64
+        assert provenance.describes_current_frames(shot)
+        other = dataclasses.replace(shot, regenerate=dataclasses.replace(shot.regenerate, feather_px=3))
+        assert not provenance.describes_current_frames(other), "another [regenerate] composites again"
         out = frames(shot_dir / "frames")
         unmasked = frames(shot_dir / "regenerate" / "unmasked")
         alpha = np.stack([np.asarray(Image.open(p)) for p in sorted((shot_dir / "regenerate" / "mask").glob("*.png"))])
