@@ -21,7 +21,8 @@ but with the shot's noise:
 from (fresh, FreeNoise's layout, or flow-warped: preset [noise]), so warped noise still applies.
 The VAE posterior's mean (diffusers' retrieve_latents with sample_mode="argmax") rather than a
 sample keeps the shot's noise the only randomness. Both long-shot modes work: FreeNoise is set on
-the shared motion modules, and its full-length latents are passed as they are.
+the shared motion modules (and its settings copied to the sibling), and the full-length latents are
+passed as they are.
 """
 
 import numpy as np
@@ -64,11 +65,19 @@ def denoising_steps(shot: Shot) -> int:
 
 
 def pipeline(pipe):
-    """The video-to-video sibling of the loaded AnimateDiff + ControlNet pipeline, sharing its modules."""
+    """The video-to-video sibling of the loaded AnimateDiff + ControlNet pipeline, sharing its modules.
+
+    FreeNoise lives in two places: the shared motion modules (set up by long_shot.prepare on `pipe`)
+    and the pipeline's `_free_noise_*` settings, which from_pipe does not copy: they are copied here,
+    so `pipe` stays the one that says how its (shared) UNet is set up.
+    """
     from diffusers import AnimateDiffVideoToVideoControlNetPipeline
 
     v2v = AnimateDiffVideoToVideoControlNetPipeline.from_pipe(pipe)
     v2v.set_progress_bar_config(disable=True)
+    for name, value in vars(pipe).items():
+        if name.startswith("_free_noise_"):
+            setattr(v2v, name, value)
     return v2v
 
 

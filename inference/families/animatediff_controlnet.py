@@ -196,9 +196,9 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, "while loading the model") from exc
     _upcast_vae(pipe)
     noise_warp.load_motion_lora(pipe, motion_lora)
+    long_shot.prepare(pipe, shot, shot.memory.split_inference)
     if video_to_video.active(shot):  # [look] strength < 1: start from the clay (same modules, no new weights)
         pipe = video_to_video.pipeline(pipe)
-    long_shot.prepare(pipe, shot, shot.memory.split_inference)
     load_seconds = time.perf_counter() - started
 
     # 3. Shot-level initial latents (fresh, as the long-shot mode draws them, or flow-warped: preset

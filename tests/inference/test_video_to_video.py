@@ -135,9 +135,10 @@ def test_strength_half_runs_the_video_to_video_pipeline_on_the_noised_clay(shots
     assert np.array_equal(frames(shot_dir / "windows" / "001"), expected)
 
 
-def test_free_noise_mode_runs_video_to_video_too(shots):
+def test_free_noise_mode_runs_video_to_video_too(shots, pipe):
     shot_dir, done = shots["half_free_noise"]
     assert done["generated"] == [0]
+    assert pipe.free_noise_enabled, "the loaded pipeline still says how its shared motion modules are set up"
     record = json.loads((shot_dir / "windows" / "000" / "record.json").read_text())
     assert record["inputs"]["long_shot"]["mode"] == "free_noise" and record["inputs"]["look"]["strength"] == 0.5
     assert frames(shot_dir / "frames").std() > 1.0
