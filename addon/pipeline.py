@@ -106,7 +106,8 @@ class ShotJob:
 
     def generate_key(self) -> str:
         return digest("generate", self.pass_key(),
-                      self.preset.section_hash("look", "model", "noise", "controls", "long_shot", "memory", "upscale"),
+                      self.preset.section_hash("look", "model", "noise", "controls", "long_shot", "memory", "upscale",
+                                               "regenerate"),
                       self.weights)
 
     def composite_key(self) -> str:
@@ -430,10 +431,13 @@ def stage_composite(job: ShotJob) -> Iterator[Progress]:
         return
     clay = [job.shot_dir / "control" / "clay" / f"{f:04d}.png" for f in job.shot_frames()]
     generated = _generated_frames(job)
-    absent = [p for p in clay + generated if not p.exists()]
+    masked = bool(job.preset.regenerate.roles)  # the backend composited frames/ over the plate
+    unmasked = [job.shot_dir / "regenerate" / "unmasked" / f"{f:04d}.png" for f in job.shot_frames()] if masked else []
+    masks = [job.shot_dir / "regenerate" / "mask" / f"{f:04d}.png" for f in job.shot_frames()] if masked else []
+    absent = [p for p in clay + generated + unmasked + masks if not p.exists()]
     if absent:
         raise StageError(f"{len(absent)} images are missing (first: {absent[0]}); run the generate stage first.")
-    edit = sequencer.build_edit(job.scene, clay, generated)
+    edit = sequencer.build_edit(job.scene, clay, generated, unmasked, masks)
     yield Progress("composite", 0, 1, "rendering final.mp4")
     sequencer.render_movie(edit, movie)
     write_shot_blend(job)

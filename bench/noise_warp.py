@@ -1,9 +1,10 @@
-"""Flow-warped noise on the tiny model: what warping costs next to a window's generation, and the
-temporal warp error (inference/temporal.py) with [noise] mode "fresh" vs "warped" on the same shot.
+"""Flow-warped noise and video-to-video on the tiny model: what warping costs next to a window's
+generation, and the temporal warp error (inference/temporal.py) with [noise] mode "fresh" vs "warped",
+and with [look] strength 1.0 (text-to-video) vs 0.6 (video-to-video from the clay), on the same shot.
 
 One 16-frame shot at the preset's generation size (512x320, 20 steps, one window of 16 frames) is
-generated twice, identical but for [noise] mode. With random weights the error's absolute value
-means little; the code path and the measurement are what this shows.
+generated three times: fresh noise, warped noise, and fresh noise at strength 0.6. With random
+weights the error's absolute value means little; the code path and the measurement are what this shows.
 
 Run: .venv-inference/bin/python bench/noise_warp.py   (prints one JSON line per measurement)
 """
@@ -30,9 +31,12 @@ def backend(*args: str) -> None:
         raise SystemExit(proc.stderr)
 
 
-def shot_with_noise(directory: Path, mode: str) -> Path:
+V2V_STRENGTH = 0.6
+
+
+def shot_with_noise(directory: Path, mode: str, strength: float = 1.0) -> Path:
     shot = make_shot(directory, frames=16, size=(320, 192), model={"width": 512, "height": 320, "window": 16, "overlap": 4},
-                     look={"steps": 20})
+                     look={"steps": 20, "strength": strength})
     data = json.loads((shot / "shot.json").read_text())
     data["preset"]["noise"] = {"mode": mode, "strength": 1.0}
     (shot / "shot.json").write_text(json.dumps(data))
@@ -69,6 +73,15 @@ def main() -> None:
             "what": "temporal warp error (MSE, RGB 0-1), same tiny-model shot, [noise] fresh vs warped",
             "fresh": {"all": errors["fresh"]["all"], **errors["fresh"]["roles"]},
             "warped": {"all": errors["warped"]["all"], **errors["warped"]["roles"]},
+        }))
+        shot = shot_with_noise(Path(tmp) / "v2v", "fresh", V2V_STRENGTH)
+        backend("generate", str(shot), "--tiny-model", str(tiny))
+        v2v = json.loads((shot / "provenance.json").read_text())["temporal_warp_error"]
+        print(json.dumps({
+            "what": f"temporal warp error (MSE, RGB 0-1), same tiny-model shot, fresh noise, [look] strength 1.0 "
+                    f"(text-to-video) vs {V2V_STRENGTH} (video-to-video from the clay)",
+            "text_to_video": {"all": errors["fresh"]["all"], **errors["fresh"]["roles"]},
+            "video_to_video": {"all": v2v["all"], **v2v["roles"]},
         }))
 
 

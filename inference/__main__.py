@@ -165,7 +165,7 @@ def derive_control(args) -> int:
 
 def generate(args) -> int:
     from . import (blend, contact_sheet, control, control_sheet, families, long_shot, models, provenance,
-                   temporal, upscale, windows)
+                   regenerate, temporal, upscale, video_to_video, windows)
     from . import shot as shot_module
     from .cancel import CancelFlag, Cancelled
 
@@ -176,6 +176,8 @@ def generate(args) -> int:
         with _Stage("control", timings):
             if control.derive(shot, shot.frames) or not control_sheet.path(shot).is_file():
                 control_sheet.write(shot)
+        video_to_video.check(shot)  # refused before any weights load
+        regenerate.check(shot)
         with _Stage("model", timings):
             spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
             device = models.pick_device(args.device, spec)

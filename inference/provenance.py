@@ -6,7 +6,7 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, files, long_shot, noise_warp, tiny_model, upscale, windows
+from . import __version__, files, long_shot, noise_warp, regenerate, tiny_model, upscale, video_to_video, windows
 from .models import controlnet_role
 from .shot import Shot
 
@@ -50,6 +50,7 @@ def describes_current_frames(shot: Shot) -> bool:
     outputs.append(shot.directory / "contact_sheet.png")
     settings = {k: v for k, v in (saved.get("upscale") or {}).items() if k in asdict(shot.upscale)}
     return (saved.get("windows") == _window_records(shot) and settings == asdict(shot.upscale)
+            and saved.get("regenerate") == regenerate.record(shot)
             and saved.get("resolution", {}).get("delivered") == list(shot.resolution) and all(p.is_file() for p in outputs))
 
 
@@ -87,6 +88,8 @@ def write(shot: Shot, model_description: dict, **measured) -> None:
         },
         "windows": records,
         "noise": noise_warp.provenance(shot),
+        "video_to_video": video_to_video.provenance(shot),
+        "regenerate": regenerate.record(shot),  # None: every pixel generated
         **measured,
         "long_shot": long_shot.record(shot, shot.memory.split_inference),
         "memory": asdict(shot.memory),

@@ -7,6 +7,7 @@ from pathlib import Path
 from . import long_shot as long_shot_module
 from . import memory as memory_module
 from . import upscale_settings
+from . import regenerate as regenerate_module
 from .protocol import BackendError
 
 SCHEMA_NAME = "rubble.shot"
@@ -31,6 +32,8 @@ class Look:
     negative_prompt: str
     steps: int
     guidance_scale: float
+    # 1.0: text-to-video; below: video-to-video from the clay, noised to this strength (video_to_video.py).
+    strength: float = 1.0
 
 
 # Control kinds (preset [[controls]]): depth and normal come from the passes, canny and lineart from
@@ -96,6 +99,7 @@ class Shot:
     long_shot: long_shot_module.LongShot = long_shot_module.LongShot()  # preset [long_shot]
     memory: memory_module.Memory = memory_module.Memory()  # preset [memory]
     upscale: upscale_settings.Upscale = upscale_settings.Upscale()  # preset [upscale]
+    regenerate: regenerate_module.Regenerate = regenerate_module.Regenerate()  # preset [regenerate]
 
     @property
     def frames(self) -> list[int]:
@@ -170,17 +174,13 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         fragments=frozenset(int(k) for k in data.get("fragments", {})),
         moved={int(f): frozenset(int(i) for i in ids) for f, ids in data.get("moved", {}).items()},
         cameras=cameras,
-        look=Look(
-            prompt=str(look["prompt"]),
-            negative_prompt=str(look.get("negative_prompt", "")),
-            steps=int(look["steps"]),
-            guidance_scale=float(look["guidance_scale"]),
-        ),
+        look=look_settings(look),
         model=settings,
         noise=noise_settings(preset.get("noise", {})),
         long_shot=long_shot_module.settings(preset.get("long_shot")),
         memory=memory_module.settings(preset.get("memory")),
         upscale=upscale_settings.settings(preset.get("upscale")),
+        regenerate=regenerate_module.settings(preset.get("regenerate")),
     )
 
 
@@ -250,6 +250,20 @@ def model_settings(model: dict, controls: list[dict]) -> ModelSettings:
         decode_chunk_size=int(model.get("decode_chunk_size", DEFAULT_DECODE_CHUNK_SIZE)),
     )
     _check_model(settings)
+    return settings
+
+
+def look_settings(look: dict) -> Look:
+    """The preset's [look] table, validated (shots exported before `strength` existed: 1.0, text-to-video)."""
+    settings = Look(
+        prompt=str(look["prompt"]),
+        negative_prompt=str(look.get("negative_prompt", "")),
+        steps=int(look["steps"]),
+        guidance_scale=float(look["guidance_scale"]),
+        strength=float(look.get("strength", 1.0)),
+    )
+    if not 0.0 < settings.strength <= 1.0:  # also refuses NaN
+        raise ValueError(f"look strength {settings.strength} must be above 0 and at most 1")
     return settings
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import __version__, files, frame_formats, memory, models, protocol, tiny_upscaler
+from . import __version__, files, frame_formats, memory, models, protocol, regenerate, tiny_upscaler
 from .upscale_settings import Upscale
 from .protocol import BackendError
 
@@ -158,7 +158,8 @@ def runtime(device: str, dtype: str) -> dict:
 def frame_inputs(shot: Shot, frame: int, identity: dict | None, device: str, dtype: str) -> dict:
     """Everything one delivered frame depends on; its hash decides whether a rerun may keep it."""
     inputs = {"code": __version__, "blended_sha256": files.sha256_file(blended_path(shot, frame)),
-              "resolution": list(shot.resolution), "method": shot.upscale.method, "format": shot.upscale.format}
+              "resolution": list(shot.resolution), "method": shot.upscale.method, "format": shot.upscale.format,
+              "regenerate": regenerate.frame_inputs(shot, frame)}
     if identity is not None:  # the diffusion pass: its model, settings, noise and text, and where it ran
         inputs |= {"model": identity, "runtime": runtime(device, dtype), "steps": shot.upscale.steps,
                    "noise_level": shot.upscale.noise_level, "guidance_scale": shot.upscale.guidance_scale,
@@ -218,14 +219,22 @@ def run(shot: Shot, spec: models.ModelSpec | None = None, device: str = "cpu", c
             rgb = _diffuse(pipe, shot, blended, frame, number, total, cancel)
         else:
             rgb = None
+        # [regenerate] roles: every format is composited over the plate at the delivered size.
+        over = regenerate.FrameComposite(shot, frame) if regenerate.active(shot) else None
         outputs = {}
         for fmt, path in delivered_paths(shot, frame).items():
             if fmt == "png8" and rgb is None:  # LANCZOS on the 8-bit frame: exactly the frames Rubble always made
-                files.write_png(path, _resize8(blended.convert("RGB"), shot.resolution), text)
+                image = _resize8(blended.convert("RGB"), shot.resolution)
+                if over is not None:
+                    written += over.keep_unmasked(np.asarray(image), text)
+                    image = Image.fromarray(np.round(over.over_plate(np.asarray(image), 255.0)).astype(np.uint8))
+                files.write_png(path, image, text)
             else:
                 rgb = rgb if rgb is not None else _resize_float(np.asarray(blended.convert("RGB")) / 255.0,
                                                                  shot.resolution)
-                frame_formats.WRITERS[fmt](path, rgb, text)
+                if over is not None and fmt == "png8":
+                    written += over.keep_unmasked(frame_formats.to_uint8(rgb), text)
+                frame_formats.WRITERS[fmt](path, over.over_plate(rgb, 1.0) if over is not None else rgb, text)
             outputs[fmt] = files.sha256_file(path)
             written.append(path)
         files.write_json(record_path(shot, frame), {"schema": RECORD_SCHEMA, "frame": frame, "inputs": inputs,

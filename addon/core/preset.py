@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checks, migrations, model_family, model_ids
+from . import checks, migrations, model_family, model_ids, regenerate
 from . import controls as controls_schema
 from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
@@ -87,6 +87,9 @@ class LookSettings:
                                  metadata={"max_length": checks.MAX_PROMPT})
     steps: int = field(default=20, metadata=_range(1, 200))
     guidance_scale: float = field(default=7.5, metadata=_range(0.0, 30.0))
+    # 1.0: text-to-video; below: start from the clay render noised to this strength (video-to-video,
+    # inference/video_to_video.py). Above 0: int(steps × strength) steps must remain (cross-checked).
+    strength: float = field(default=1.0, metadata=_range(0.0, 1.0))
 
 
 _MODEL_ID = {"kind": "model_id", "max_length": model_ids.PATH_MAX}
@@ -141,6 +144,7 @@ class Preset:
     long_shot: LongShotSettings = LongShotSettings()
     memory: MemorySettings = MemorySettings()
     upscale: UpscaleSettings = UpscaleSettings()
+    regenerate: regenerate.RegenerateSettings = regenerate.RegenerateSettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -158,6 +162,7 @@ class Preset:
         data["materials"] = destruction.materials_to_dict(self.materials)
         data["triggers"] = destruction_triggers.to_list(self.triggers)
         data["controls"] = controls_schema.to_list(self.controls)
+        data["regenerate"]["roles"] = list(self.regenerate.roles)
         return data
 
     def section_hash(self, *sections: str) -> str:
@@ -169,7 +174,7 @@ class Preset:
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
              "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
-             **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS,
+             **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS, **regenerate.SECTIONS,
              **destruction.SECTIONS}
 
 
@@ -190,6 +195,15 @@ _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 def _check_value(key: str, value: Any, typ: Any, meta: dict, problems: list[str], check_local: bool = True) -> Any:
     """`value` checked against its field's type and metadata, or None with the problem added."""
     typ = _TYPES.get(typ, typ)
+    if typ == "tuple[str, ...]":  # a list of names, each a checked string
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f"{key}: expected a list of {meta.get('item', 'text in quotes')}, got {described(value)}")
+            return None
+        if len(value) > meta["max_items"]:
+            problems.append(f"{key}: {len(value)} items, more than the limit of {meta['max_items']}")
+            return None
+        checked = [_check_text(key, v, meta, problems, check_local) for v in value]
+        return tuple(checked) if None not in checked else None
     if typ == "tuple[int, int]":
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
@@ -291,6 +305,13 @@ def _shot_range_problem(shot: ShotSettings) -> str | None:
     return None
 
 
+def _strength_checks(preset: Preset) -> list[str]:
+    """diffusers' video-to-video runs int(steps × strength) of the steps; none left is no generation."""
+    look = preset.look
+    if look.strength < 1.0 and int(look.steps * look.strength) < 1:
+        return [f"look.strength: {look.strength} × look.steps {look.steps} leaves no denoising step (int(steps × "
+                f"strength) of them run); raise strength to at least {1 / look.steps:.3g} or raise steps"]
+    return []
 def _aspect_problems(preset: Preset) -> list[str]:
     """The generation size must keep the shot's aspect (frames are resized to it, not cropped)."""
     multiple = GENERATION_MULTIPLE.get(preset.model.family, 8)
@@ -336,6 +357,8 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
             problems += long_shot_checks(preset)
             problems += model_family.cross_checks(preset)
             problems += _aspect_problems(preset)
+            problems += _strength_checks(preset)
+            problems += regenerate.cross_checks(preset, check_local)
     if problems:
         raise PresetError(source, problems)
     return preset

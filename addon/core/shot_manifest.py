@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ PASSES_PATTERN = "passes/{frame:04d}.exr"
 
 # Object pass index -> role; the backend turns these into masks.
 ROLE_INDEX = {"building": 1, "ground": 2, "debris": 3}
+# An artist's role name (the rubble_role property, scene/roles.py): safe as a folder name under control/mask/.
+ARTIST_ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class ShotManifestError(ValueError):

@@ -15,11 +15,11 @@ point of the tag).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import bpy
 
+from ..core.shot_manifest import ARTIST_ROLE_NAME as NAME
 from ..core.shot_manifest import ROLE_INDEX
 from .ownership import EDIT, SHOT, is_owned, own
 
@@ -28,7 +28,6 @@ COLLECTION = "Rubble Artist Roles"
 # Pass indices reserved for artist roles: 1..3 are Rubble's (shot_manifest.ROLE_INDEX),
 # 16 and up are fragments (destruction/objects.FRAGMENT_INDEX_BASE).
 FIRST_INDEX, LAST_INDEX = 4, 15
-NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class RoleError(ValueError):

@@ -1,6 +1,12 @@
 """Stage `composite`: the clay and generated strips in the sequencer, rendered to H.264.
 
 Blender 5.0 calls the strip collection `strips` (`sequences` is gone); 4.2 has both.
+
+Masked regeneration ([regenerate] roles) is composited by the backend (inference/regenerate.py), not
+here: a Mask strip modifier (`strip.modifiers.new(type="MASK")`) segfaults bpy 5.0.1 (it works in
+4.2.23; checked on both wheels). The generated strip is then already the composite over the plate,
+and the feathered mask and the unmasked generated frames come as muted strips above it, for the
+artist to blend again by hand.
 """
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ from . import ownership
 
 EDIT_SCENE = "Rubble Edit"
 CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
-CHANNEL_NAMES = {CLAY_CHANNEL: "Rubble Clay", GENERATED_CHANNEL: "Rubble Generated (AI)"}
+# Masked regeneration's extras, muted (channel 3 stays free for the artist's titles).
+UNMASKED_CHANNEL, MASK_CHANNEL = 4, 5
+CHANNEL_NAMES = {CLAY_CHANNEL: "Rubble Clay", GENERATED_CHANNEL: "Rubble Generated (AI)",
+                 UNMASKED_CHANNEL: "Rubble Generated, unmasked (AI)", MASK_CHANNEL: "Rubble Regenerate Mask"}
 
 
 def strip_collection(editor: bpy.types.SequenceEditor):
@@ -52,9 +61,11 @@ def remove_our_strips(edit: bpy.types.Scene) -> None:
         strips.remove(strip)
 
 
-def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Path]) -> bpy.types.Scene:
+def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Path],
+               unmasked: list[Path] | None = None, masks: list[Path] | None = None) -> bpy.types.Scene:
     """Clay and generated strips in their named channels, replacing the previous run's (never
-    stacking duplicates), with the shot's frame range, fps and resolution."""
+    stacking duplicates), with the shot's frame range, fps and resolution; with masked regeneration,
+    the unmasked generated frames and the feathered masks as muted strips (the render is unchanged)."""
     edit = edit_scene()
     show_pixels_unchanged(edit)
     edit.frame_start, edit.frame_end = shot_scene.frame_start, shot_scene.frame_end
@@ -69,6 +80,10 @@ def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Pa
     strips = strip_collection(editor)
     _image_strip(strips, "Clay", clay, CLAY_CHANNEL, shot_scene.frame_start)
     _image_strip(strips, "Generated (AI)", generated, GENERATED_CHANNEL, shot_scene.frame_start)
+    for name, files, channel in (("Generated, unmasked (AI)", unmasked, UNMASKED_CHANNEL),
+                                 ("Regenerate Mask", masks, MASK_CHANNEL)):
+        if files:
+            _image_strip(strips, name, files, channel, shot_scene.frame_start).mute = True
     return edit
 
 

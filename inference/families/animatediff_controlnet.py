@@ -11,7 +11,7 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from .. import __version__, files, long_shot, memory, models, noise_warp, protocol, windows
+from .. import __version__, control, files, long_shot, memory, models, noise_warp, protocol, video_to_video, windows
 from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
@@ -43,7 +43,7 @@ def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, win
         "model": identity,
         "runtime": runtime,
         "size": [shot.model.width, shot.model.height],
-        "look": asdict(shot.look),
+        "look": look_record(shot),
         "seed": shot.seed,
         "shot_frames": [shot.frame_start, shot.frame_end],  # the shot noise's shape
         "window": [frames[0], frames[-1]],
@@ -54,7 +54,17 @@ def window_inputs(shot: Shot, identity: dict, runtime: dict, controls: dict, win
                       "guidance_end": c.guidance_end} for c in shot.model.controls],
         "long_shot": long_shot.record(shot, shot.memory.split_inference),
         "vae_tiling": shot.memory.vae_tiling,  # tiles change the pixels; slicing and offload do not
+        **({"video_to_video": video_to_video.inputs(shot, frames)} if video_to_video.active(shot) else {}),
     }
+
+
+def look_record(shot: Shot) -> dict:
+    """[look] as the window inputs record it: strength only below 1.0 (video-to-video), so the records
+    of text-to-video shots, made before the key existed, still match."""
+    look = asdict(shot.look)
+    if not video_to_video.active(shot):
+        look.pop("strength")
+    return look
 
 
 def stale_windows(shot: Shot, records: dict[int, dict]) -> list[int]:
@@ -123,6 +133,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     chosen = [w for w in plan if selected is None or w.index in selected]
 
     check_window_length(shot, spec)
+    video_to_video.check(shot)
     motion_lora = noise_warp.motion_lora_file(shot.noise)  # a missing LoRA is an error before any weights load
 
     # 1. Decide which windows need work.
@@ -153,6 +164,8 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     _upcast_vae(pipe)
     noise_warp.load_motion_lora(pipe, motion_lora)
     long_shot.prepare(pipe, shot, shot.memory.split_inference)
+    if video_to_video.active(shot):  # [look] strength < 1: start from the clay (same modules, no new weights)
+        pipe = video_to_video.pipeline(pipe)
     load_seconds = time.perf_counter() - started
 
     # 3. Shot-level initial latents (fresh, as the long-shot mode draws them, or flow-warped: preset
@@ -164,7 +177,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     noise = torch.from_numpy(shot_latents)[None]
 
     # 4. Each window: control frames + its slice of the noise -> frames -> files, record last.
-    steps = shot.look.steps
+    steps = video_to_video.denoising_steps(shot) if video_to_video.active(shot) else shot.look.steps
     total_steps = steps * len(todo)
     generated = []
     offloaded = shot.memory.offload != "none"
@@ -224,18 +237,28 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
 
 
 def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], noise, on_step) -> np.ndarray:
-    """One pipeline call over the window (the whole shot in free_noise mode), decoded: (F, H, W, 3) in [0, 1]."""
+    """One pipeline call over the window (the whole shot in free_noise mode), decoded: (F, H, W, 3) in [0, 1].
+
+    Video-to-video ([look] strength < 1, `pipe` is then the video-to-video pipeline): the window's clay,
+    noised with the same slice of the shot's noise, is the starting point (inference/video_to_video.py).
+    """
+    window_noise = noise[:, :, window.start : window.stop]
+    if video_to_video.active(shot):
+        start = {"latents": video_to_video.starting_latents(pipe, shot, frames, window_noise),
+                 "strength": shot.look.strength}
+    else:
+        # FreeNoise keeps full-length latents as they are, so it is not moved to the device for us.
+        start = {"num_frames": len(frames),
+                 "latents": window_noise.to(device=pipe._execution_device, dtype=pipe.unet.dtype)}
     output = pipe(
         prompt=shot.look.prompt,
         negative_prompt=shot.look.negative_prompt,
-        num_frames=len(frames),
         width=shot.model.width,
         height=shot.model.height,
         num_inference_steps=shot.look.steps,
         guidance_scale=shot.look.guidance_scale,
         **control_arguments(shot, frames),
-        # FreeNoise keeps full-length latents as they are, so it is not moved to the device for us.
-        latents=noise[:, :, window.start : window.stop].to(device=pipe._execution_device, dtype=pipe.unet.dtype),
+        **start,
         output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
         callback_on_step_end=on_step,
     )

@@ -85,6 +85,10 @@ def _field_cases(section: str, cls) -> list[Case]:
             if f.name.endswith("_revision"):
                 cases += [Case(f"{key}=rev:{v}", key, _with(section, f.name, v))
                           for v in ("../main", "main; rm -rf /", "x" * 300)]
+        elif f.type == "tuple[str, ...]":  # a list of names ([regenerate] roles)
+            cases += [Case(f"{key}=str", key, _with(section, f.name, "building")),
+                      Case(f"{key}=item", key, _with(section, f.name, [5])),
+                      Case(f"{key}=long", key, _with(section, f.name, ["x" * 100_000]))]
         elif isinstance(value, (list, tuple)):  # resolution
             cases += [Case(f"{key}=3", key, _with(section, f.name, [320, 192, 1])),
                       Case(f"{key}=str", key, _with(section, f.name, ["320", 192])),

@@ -91,3 +91,29 @@ def test_composite_twice_replaces_our_strips_and_keeps_the_artists(tmp_path):
     assert bpy.path.abspath(strips["Generated (AI)"].directory).rstrip("/") == str(moved / "frames")
     strips["My Title"].mute = True  # the title covers the frame; the generated image is under it
     np.testing.assert_allclose(_rendered_pixel(edit, tmp_path / "still.png"), GENERATED, atol=2 / 255)
+
+
+def test_masked_regeneration_adds_the_mask_and_unmasked_frames_as_muted_strips(tmp_path):
+    """The backend composites [regenerate] over the plate (a Mask modifier crashes bpy 5.0.1); the edit shows
+    that composite, with the feathered mask and the unmasked frames muted above it for the artist."""
+    shot_dir = tmp_path / "shot"
+    shot, clay, generated = _shot(shot_dir)
+    unmasked = [shot_dir / "regenerate" / "unmasked" / f"{f:04d}.png" for f in range(5, 8)]
+    masks = [shot_dir / "regenerate" / "mask" / f"{f:04d}.png" for f in range(5, 8)]
+    for path in unmasked:
+        _flat_png(path, (0.1, 0.9, 0.1))
+    for path in masks:
+        _flat_png(path, (1.0, 1.0, 1.0))
+    edit = sequencer.build_edit(shot, clay, generated, unmasked, masks)
+    strips = _strips(edit)
+    assert sorted(strips) == ["Clay", "Generated (AI)", "Generated, unmasked (AI)", "Regenerate Mask"]
+    assert strips["Generated, unmasked (AI)"].channel == sequencer.UNMASKED_CHANNEL
+    assert strips["Regenerate Mask"].channel == sequencer.MASK_CHANNEL
+    assert strips["Regenerate Mask"].mute and strips["Generated, unmasked (AI)"].mute
+    assert not strips["Generated (AI)"].mute
+    assert edit.sequence_editor.channels[sequencer.MASK_CHANNEL].name == "Rubble Regenerate Mask"
+    assert (strips["Regenerate Mask"].frame_final_start, strips["Regenerate Mask"].frame_final_end) == (5, 8)
+    np.testing.assert_allclose(_rendered_pixel(edit, tmp_path / "still.png"), GENERATED, atol=2 / 255)
+
+    again = sequencer.build_edit(shot, clay, generated)  # roles back to [] : the extras go
+    assert sorted(_strips(again)) == ["Clay", "Generated (AI)"]
