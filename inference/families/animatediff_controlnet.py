@@ -11,7 +11,7 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from .. import __version__, control, files, long_shot, memory, models, noise_warp, protocol, video_to_video, windows
+from .. import __version__, files, long_shot, memory, models, noise_warp, protocol, video_to_video, windows
 from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
