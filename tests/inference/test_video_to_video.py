@@ -53,8 +53,8 @@ def pipe(tmp_path_factory, tiny_model, in_process):
 
 
 def generate(shot_dir: Path, tiny_model: Path, pipe) -> dict:
-    """What `generate` does, in process: control maps, windows, blend."""
-    from inference import blend, control, models
+    """What `generate` does, in process: control maps, windows, blend, delivery (upscale stage)."""
+    from inference import control, models
     from inference import shot as shot_module
     from inference.cancel import CancelFlag
     from inference.families import animatediff_controlnet
@@ -63,8 +63,16 @@ def generate(shot_dir: Path, tiny_model: Path, pipe) -> dict:
     control.derive(shot, shot.frames)
     done = animatediff_controlnet.run(shot, models.tiny_spec(tiny_model, shot.model.controls), "cpu", None,
                                       CancelFlag(shot_dir), pipe=pipe)
-    blend.run(shot_module.load(shot_dir))
+    deliver(shot_module.load(shot_dir))
     return done
+
+
+def deliver(shot) -> None:
+    """Blend the windows, then deliver the frames at the shot's size (where [regenerate] composites)."""
+    from inference import blend, upscale
+
+    blend.run(shot)
+    upscale.run(shot)
 
 
 @pytest.fixture(scope="module")
@@ -179,21 +187,22 @@ def plate_sequence(folder: Path, frames_: range, size=(64, 48)) -> str:
 
 
 def write_provenance(shot, tiny_model: Path) -> None:
-    from inference import contact_sheet, models, provenance
+    from inference import contact_sheet, models, provenance, upscale
 
     contact_sheet.write(shot, True)
-    provenance.write(shot, models.describe(models.tiny_spec(tiny_model, shot.model.controls)))
+    provenance.write(shot, models.describe(models.tiny_spec(tiny_model, shot.model.controls)),
+                     **upscale.provenance(shot, None))
 
 
 def test_outside_the_feathered_mask_the_frames_are_the_plate(shots, tmp_path, tiny_model):
-    from inference import blend, provenance, regenerate
+    from inference import provenance, regenerate
     from inference import shot as shot_module
 
     shot_dir = shots["plain"][0]
     set_preset(shot_dir, "regenerate", roles=["building"], plate=plate_sequence(tmp_path, range(1, FRAMES + 1)), feather_px=2)
     try:
         shot = shot_module.load(shot_dir)
-        blend.run(shot)
+        deliver(shot)
         write_provenance(shot, tiny_model)
         recorded = json.loads((shot_dir / "provenance.json").read_text())["regenerate"]
         assert recorded["roles"] == ["building"] and recorded["feather_px"] == 2 and len(recorded["plate_sha256"]) == 64
@@ -205,7 +214,7 @@ def test_outside_the_feathered_mask_the_frames_are_the_plate(shots, tmp_path, ti
         alpha = np.stack([np.asarray(Image.open(p)) for p in sorted((shot_dir / "regenerate" / "mask").glob("*.png"))])
     finally:
         set_preset(shot_dir, "regenerate", roles=[])
-        blend.run(shot_module.load(shot_dir))
+        deliver(shot_module.load(shot_dir))
     plate = np.broadcast_to(np.uint8(PLATE), out.shape)
     outside, inside = alpha == 0, alpha == 255
     edge = (alpha > 0) & (alpha < 255)
