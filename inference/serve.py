@@ -244,7 +244,8 @@ class Server:
             sys.stderr = _Tee(saved[2], *([log] if log else []))
             if request.get("cwd"):
                 os.chdir(request["cwd"])  # relative paths in argv mean what they mean to the client
-            signal.signal(signal.SIGINT, self._on_interrupt)
+            for signum in (signal.SIGINT, signal.SIGTERM):  # during a run: cancel it (idle: stop, see serve())
+                signal.signal(signum, self._on_interrupt)
             watcher.start()
             self._interruptible = True
             try:
