@@ -167,6 +167,34 @@ def connect_server(args: list[str], log_path: Path, path: Path | None = None) ->
     return None
 
 
+def server_request(command: str, path: Path | None = None) -> dict | None:
+    """Send `command` (status | stop | cancel) to the warm backend; its answer, or None when none answers."""
+    path = Path(path) if path is not None else serve_file()
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        with socket.create_connection((SERVE_HOST, int(state["port"])), timeout=SERVE_CONNECT_SECONDS) as conn:
+            conn.sendall((json.dumps({"schema": SERVE_SCHEMA, "token": str(state["token"]), "command": command})
+                          + "\n").encode("utf-8"))
+            answer = json.loads(conn.makefile("r", encoding="utf-8").readline() or "null")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return answer if isinstance(answer, dict) and answer.get("type") != "refused" else None
+
+
+def start_server(python: Path, log_path: Path, path: Path | None = None) -> subprocess.Popen:
+    """Start `python -m inference serve` in the background, writing the state file `path` (default:
+    `serve_file()`); its output goes to `log_path`. It runs until stopped (`server_request("stop")`)."""
+    path = Path(path) if path is not None else serve_file()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(log_path, "a", encoding="utf-8") as log:
+        return subprocess.Popen([str(python), "-m", "inference", "serve", "--state-file", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                cwd=str(PACKAGE_ROOT), start_new_session=sys.platform != "win32")
+
+
 class BackendRun:
     """One backend command. `events()` blocks (headless); `poll()` never does (modal UI).
 

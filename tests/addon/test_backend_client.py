@@ -131,16 +131,16 @@ def test_the_client_falls_back_to_a_subprocess_when_no_warm_backend_answers(tmp_
 def test_the_client_runs_commands_on_the_warm_backend_when_it_answers_the_token(tmp_path, monkeypatch, backend_python):
     shot = unknown_schema_shot(tmp_path / "shot")
     state = tmp_path / "state" / "serve.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen([str(backend_python), "-m", "inference", "serve", "--state-file", str(state)],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+    assert backend.server_request("status") is None
+    server = backend.start_server(backend_python, tmp_path / "serve.log")  # what Preferences > Start Warm Backend runs
     try:
         import time
         deadline = time.monotonic() + 60
-        while not state.exists():
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+        while (status := backend.server_request("status")) is None:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.05)
-        monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+        assert status["pid"] == server.pid and status["busy"] is False
         run = backend.BackendRun(["validate", str(shot)], shot, backend_python)
         assert run.on_server and run.proc is None and run.server_pid == server.pid
         events = list(run.events())
@@ -158,7 +158,11 @@ def test_the_client_runs_commands_on_the_warm_backend_when_it_answers_the_token(
         list(run.events())
         with pytest.raises(backend.BackendError, match="rubble.shot/2"):
             run.finish()
+        monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+        assert backend.server_request("stop")["type"] == "stopping"
+        assert server.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
     finally:
-        server.terminate()
-        assert server.wait(timeout=30) == 0, server.stderr.read()
+        if server.poll() is None:
+            server.kill()
     assert not state.exists(), "a stopped server leaves its state file behind"
+    assert backend.server_request("status") is None
