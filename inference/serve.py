@@ -108,12 +108,12 @@ class Server:
         self.listener = socket.create_server((HOST, port))
         self.port = self.listener.getsockname()[1]
         self.busy = threading.Lock()
-        self.requests: list = []  # (conn, request) handed to the main thread; guarded by `ready`
+        self.requests: list = []  # (conn, its reader, request) handed to the main thread; guarded by `ready`
         self.ready = threading.Condition()
         self.stopping = False
         self.runs = 0
         self.current: dict | None = None  # the run in progress: argv, started
-        self._interruptible = False  # SIGINT may interrupt the command now (set only while it runs)
+        self._interruptible = False  # SIGINT/SIGTERM may interrupt the command now (only while it runs)
 
     # --- accepting (one thread per connection; runs happen in the main thread) -----------------------
 
@@ -242,7 +242,7 @@ class Server:
             sink.send(line(type="accepted", pid=os.getpid()))
             protocol._stream = sink
             sys.stderr = _Tee(saved[2], *([log] if log else []))
-            if request.get("cwd"):
+            if request.get("cwd") and Path(request["cwd"]).is_dir():
                 os.chdir(request["cwd"])  # relative paths in argv mean what they mean to the client
             for signum in (signal.SIGINT, signal.SIGTERM):  # during a run: cancel it (idle: stop, see serve())
                 signal.signal(signum, self._on_interrupt)
