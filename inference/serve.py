@@ -153,14 +153,16 @@ class Server:
         elif command == "run":
             argv = request.get("argv")
             if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-                self.refuse(conn, "bad_request", "\"argv\" must be a non-empty list of strings, as on the command line.")
+                self.refuse(conn, "bad_request",
+                            "\"argv\" must be a non-empty list of strings, as on the command line.")
             elif argv[0] == "serve":
                 self.refuse(conn, "bad_request", "A server does not start another server; run `serve` from a shell.")
             elif not self.busy.acquire(blocking=False):
                 running = self.current or {"argv": ["another", "command"], "started": time.time()}
-                self.refuse(conn, "busy", f"The warm backend (pid {os.getpid()}) is running `{' '.join(running['argv'])}` "
-                                          f"since {time.strftime('%H:%M:%S', time.localtime(running['started']))}; "
-                                          "one run at a time. Wait for it, or cancel it.")
+                since = time.strftime("%H:%M:%S", time.localtime(running["started"]))
+                self.refuse(conn, "busy", f"The warm backend (pid {os.getpid()}) is running "
+                                          f"`{' '.join(running['argv'])}` since {since}; one run at a time. "
+                                          "Wait for it, or cancel it.")
             else:
                 conn.settimeout(None)
                 with self.ready:
