@@ -135,7 +135,7 @@ def test_a_second_generate_reuses_the_loaded_pipeline(server, warm_shot):
     assert pngs(first / "windows") == pngs(second / "windows"), "the warm pipeline's frames differ from the cold one's"
 
 
-def test_cancel_line_stops_the_run_and_the_server_keeps_serving(server, warm_shot, tmp_path, tiny_model):
+def test_a_second_request_is_refused_while_busy_and_a_cancel_line_stops_the_run(server, warm_shot, tmp_path, tiny_model):
     shot = make_shot(tmp_path / "shot", frames=3, look={"steps": 6})
     conn, reader = server.connect(token=server.info["token"], command="run", argv=generate_argv(shot, tiny_model))
     lines = []
@@ -143,6 +143,9 @@ def test_cancel_line_stops_the_run_and_the_server_keeps_serving(server, warm_sho
         for text in reader:
             lines.append(json.loads(text))
             if lines[-1].get("stage") == "generate" and lines[-1]["done"] == 1:
+                (busy,) = server.request(token=server.info["token"], command="run", argv=["validate", str(shot)])
+                assert busy["type"] == "refused" and busy["code"] == "busy", busy
+                assert "one run at a time" in busy["message"] and "generate" in busy["message"]
                 conn.sendall((json.dumps({"schema": SCHEMA, "type": "cancel"}) + "\n").encode())
     assert lines[-1] == {"schema": SCHEMA, "type": "exit", "code": 130}, lines[-3:]
     assert lines[-2]["type"] == "cancelled"
