@@ -415,8 +415,8 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
     except backend.BackendCancelled as exc:
         raise Cancelled(str(exc)) from None
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        if run.running():
+            run.stop()
     job.stamps.record("generate", job.generate_key())
     yield Progress("generate", 1, 1, "frames written")
 

@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--variant", choices=("fp16", "full"), default="fp16",
                      help="fp16 (default): diffusers' half-size fp16 weights where the repository has them; "
                           "full: the full-precision files")
+    sub = command("serve", serve, "a warm backend: keep models loaded and run commands sent by the add-on "
+                  "(127.0.0.1 only, token in the state file)", shot=False)
+    sub.add_argument("--port", type=int, default=0, help="default: a free port the system picks")
+    sub.add_argument("--host", default="127.0.0.1", help="only 127.0.0.1 is accepted")
+    sub.add_argument("--state-file", type=Path,
+                     help="where to write port, pid and token (default: $RUBBLE_SERVE_FILE or ~/.cache/rubble/serve.json)")
     sub = command("doctor", doctor, "report versions, GPU, and which weights are on this machine", shot=False)
     sub.add_argument("--shot", type=Path, help="check this shot's preset instead of presets/default.toml")
     sub.add_argument("--tiny-model", help="tiny model directory to look for")
@@ -343,6 +349,10 @@ def _preset_upscale(path: Path):
         raise BackendError("bad_preset", f"Could not read the [upscale] settings of the preset {path}: "
                            f"{type(exc).__name__}: {exc}",
                            "Fix the [upscale] section (presets/default.toml is the reference).") from exc
+def serve(args) -> int:
+    from . import serve as serve_module
+
+    return serve_module.serve(serve_module.state_file(args.state_file), args.host, args.port)
 
 
 def _preset_model(path: Path):

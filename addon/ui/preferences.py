@@ -218,8 +218,52 @@ class RUBBLE_OT_copy_report(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class RUBBLE_OT_start_warm_backend(bpy.types.Operator):
+    """Start the warm backend (python -m inference serve): it keeps the model loaded between Generates; the
+    add-on uses it while it runs (docs/contract.md, Warm backend)"""
+
+    bl_idname = "rubble.start_warm_backend"
+    bl_label = "Start Warm Backend"
+
+    @classmethod
+    def poll(cls, context):
+        if backend.server_request("status") is not None:
+            cls.poll_message_set("The warm backend is already running.")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            python = backend.find_backend_python(backend_python_preference(context))
+        except backend.BackendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        log = _log_folder() / "warm-backend.log"
+        proc = backend.start_server(python, log)
+        self.report({"INFO"}, f"Warm backend starting (pid {proc.pid}); its output: {log}")
+        return {"FINISHED"}
+
+
+class RUBBLE_OT_stop_warm_backend(bpy.types.Operator):
+    """Stop the warm backend after its current run; Generate then starts a backend process per run again"""
+
+    bl_idname = "rubble.stop_warm_backend"
+    bl_label = "Stop Warm Backend"
+
+    @classmethod
+    def poll(cls, context):
+        return backend.serve_file().exists()
+
+    def execute(self, context):
+        answer = backend.server_request("stop")
+        self.report({"INFO"} if answer else {"WARNING"},
+                    "Warm backend stopping." if answer else "No warm backend answered; nothing to stop.")
+        return {"FINISHED"}
+
+
 SETUP_OPERATORS = (RUBBLE_OT_install_backend, RUBBLE_OT_use_existing_python, RUBBLE_OT_doctor,
-                   RUBBLE_OT_cancel_setup, RUBBLE_OT_copy_report)
+                   RUBBLE_OT_cancel_setup, RUBBLE_OT_copy_report, RUBBLE_OT_start_warm_backend,
+                   RUBBLE_OT_stop_warm_backend)
 
 
 class RubblePreferences(bpy.types.AddonPreferences):
@@ -242,6 +286,12 @@ def draw_setup(layout, prefs) -> None:
     row.operator("rubble.use_existing_python", icon="FILEBROWSER")
     row.operator("rubble.doctor", icon="CHECKMARK")
     row.operator("rubble.copy_report", icon="COPYDOWN")
+    row = layout.row(align=True)
+    status = backend.server_request("status") if backend.serve_file().exists() else None
+    row.label(text=(f"Warm backend: running (pid {status.get('pid')}, models loaded {status.get('loads')})"
+                    if status else "Warm backend: not running (each Generate starts a backend process)"))
+    row.operator("rubble.start_warm_backend", icon="PLAY")
+    row.operator("rubble.stop_warm_backend", icon="PAUSE")
     if not bpy.app.online_access:
         layout.label(text="Online access is off: Install Backend needs it (Preferences > System > Network).",
                      icon="INFO")

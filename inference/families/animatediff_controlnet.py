@@ -11,7 +11,7 @@ from dataclasses import asdict
 import numpy as np
 from PIL import Image
 
-from .. import __version__, files, long_shot, memory, models, noise_warp, protocol, video_to_video, windows
+from .. import __version__, files, long_shot, memory, models, noise_warp, pipeline_cache, protocol, video_to_video, windows
 from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
@@ -158,12 +158,14 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     started = time.perf_counter()
     if pipe is None:
         try:
-            pipe = models.load_pipeline(spec, device, dtype, shot.memory)
+            pipe = pipeline_cache.get(
+                pipeline_key(shot, identity, device, dtype, motion_lora),
+                lambda: _prepare(models.load_pipeline(spec, device, dtype, shot.memory), shot, motion_lora),
+            )
         except torch.OutOfMemoryError as exc:
             raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, "while loading the model") from exc
-    _upcast_vae(pipe)
-    noise_warp.load_motion_lora(pipe, motion_lora)
-    long_shot.prepare(pipe, shot, shot.memory.split_inference)
+    else:
+        _prepare(pipe, shot, motion_lora)
     if video_to_video.active(shot):  # [look] strength < 1: start from the clay (same modules, no new weights)
         pipe = video_to_video.pipeline(pipe)
     load_seconds = time.perf_counter() - started
@@ -204,6 +206,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             memory.retrying(window.index)
             _release_cache(device)
             memory.enable_offload(pipe, device)
+            pipeline_cache.discard()  # now offloaded: the next run starts from a fresh load
             offloaded = retried = True
             try:
                 pixels_per_frame = _window_pixels(pipe, shot, window, frames, noise, on_step)
@@ -234,6 +237,31 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         generated.append(window.index)
         protocol.progress("window", window.index + 1, len(plan), f"window {window.index} done in {seconds:.1f} s")
     return {"generated": generated, "skipped": skipped}
+
+
+def _prepare(pipe, shot: Shot, motion_lora):
+    """What a run sets up on a loaded pipeline: fp32 VAE decode, the motion LoRA, FreeNoise (or not)."""
+    _upcast_vae(pipe)
+    noise_warp.load_motion_lora(pipe, motion_lora)
+    long_shot.prepare(pipe, shot, shot.memory.split_inference)
+    return pipe
+
+
+def pipeline_key(shot: Shot, identity: dict, device: str, dtype: str, motion_lora) -> dict:
+    """Everything that decides the pipeline `_prepare` leaves behind (inference/pipeline_cache.py): a warm
+    backend reuses it only when all of it is unchanged. windows mode has FreeNoise off whatever the window."""
+    free_noise = long_shot.record(shot, shot.memory.split_inference) if shot.long_shot.mode == "free_noise" else None
+    return {
+        "family": shot.model.family,
+        "model": identity,
+        "controls": [c.kind for c in shot.model.controls],  # which ControlNets, in order (weights by content above)
+        "device": device,
+        "dtype": dtype,
+        "memory": asdict(shot.memory),
+        "free_noise": free_noise,
+        "motion_lora": None if motion_lora is None else {"path": str(motion_lora),
+                                                         "sha256": files.sha256_file(motion_lora)},
+    }
 
 
 def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], noise, on_step) -> np.ndarray:

@@ -97,3 +97,72 @@ def test_backend_refuses_an_unknown_shot_schema_through_the_real_subprocess(tmp_
     assert any(e["type"] == "error" for e in events), events
     assert "rubble.shot/2" in str(err.value) and "rubble.shot/1" in str(err.value)
     assert run.proc.returncode == 1
+
+
+def unknown_schema_shot(directory):
+    directory.mkdir()
+    (directory / "shot.json").write_text(json.dumps({"schema": "rubble.shot/2"}))
+    return directory
+
+
+def closed_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_client_falls_back_to_a_subprocess_when_no_warm_backend_answers(tmp_path, monkeypatch, backend_python):
+    shot = unknown_schema_shot(tmp_path / "shot")
+    state = tmp_path / "serve.json"
+    monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+    # No state file; then the file of a server killed without removing it (nothing listens on its port).
+    for contents in (None, {"schema": backend.SERVE_SCHEMA, "port": closed_port(), "token": "t", "pid": 1}):
+        if contents is not None:
+            state.write_text(json.dumps(contents))
+        run = backend.BackendRun(["validate", str(shot)], shot, backend_python)
+        assert not run.on_server and run.proc is not None
+        events = list(run.events())
+        with pytest.raises(backend.BackendError, match="rubble.shot/2"):
+            run.finish()
+        assert [e["type"] for e in events] == ["error"] and run.proc.returncode == 1
+
+
+def test_the_client_runs_commands_on_the_warm_backend_when_it_answers_the_token(tmp_path, monkeypatch, backend_python):
+    shot = unknown_schema_shot(tmp_path / "shot")
+    state = tmp_path / "state" / "serve.json"
+    monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+    assert backend.server_request("status") is None
+    server = backend.start_server(backend_python, tmp_path / "serve.log")  # what Preferences > Start Warm Backend runs
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while (status := backend.server_request("status")) is None:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        assert status["pid"] == server.pid and status["busy"] is False
+        run = backend.BackendRun(["validate", str(shot)], shot, backend_python)
+        assert run.on_server and run.proc is None and run.server_pid == server.pid
+        events = list(run.events())
+        with pytest.raises(backend.BackendError) as err:
+            run.finish()
+        assert [e["type"] for e in events] == ["error"], events
+        assert "rubble.shot/2" in str(err.value) and "rubble.shot/1" in str(err.value)
+        assert "rubble.shot/2" in run.log_path.read_text(), "the server's stderr for the run goes to the shot's log"
+        # The same file with another token: that server is not ours to use, so a subprocess runs it.
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps({**json.loads(state.read_text()), "token": "not-the-token"}))
+        monkeypatch.setenv(backend.SERVE_FILE_ENV, str(forged))
+        run = backend.BackendRun(["validate", str(shot)], shot, backend_python)
+        assert not run.on_server and run.proc is not None
+        list(run.events())
+        with pytest.raises(backend.BackendError, match="rubble.shot/2"):
+            run.finish()
+        monkeypatch.setenv(backend.SERVE_FILE_ENV, str(state))
+        assert backend.server_request("stop")["type"] == "stopping"
+        assert server.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert not state.exists(), "a stopped server leaves its state file behind"
+    assert backend.server_request("status") is None

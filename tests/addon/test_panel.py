@@ -6,6 +6,7 @@ Blender makes no UILayout without a window, so the panel's own draw function dra
 keyword names, icon names), every property against the data's RNA and every operator
 against the registered operators, and records what was drawn and whether it was enabled.
 The polls are the real operators' polls."""
+import os
 import types
 
 import bpy
@@ -241,6 +242,7 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.preferences.addon_enable(module="addon")
+    os.environ["RUBBLE_SERVE_FILE"] = str(tmp_path / "no-server.json")
     try:
         prefs = bpy.context.preferences.addons["addon"].preferences
         slow = [sys.executable, "-c", "import time; print('step 1', flush=True); time.sleep(30)"]
@@ -249,6 +251,8 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
         layout = RecordingLayout()
         preferences.draw_setup(layout, prefs)  # what RubblePreferences.draw draws
         assert ("operator", "rubble.cancel_setup", True) in layout.drawn
+        assert ("label", "Warm backend: not running (each Generate starts a backend process)", True) in layout.drawn
+        assert ("operator", "rubble.start_warm_backend", True) in layout.drawn
         assert ("label", "Install Backend (cpu: test): running", True) in layout.drawn
         assert not bpy.ops.rubble.install_backend.poll() and bpy.ops.rubble.cancel_setup.poll()
         assert bpy.ops.rubble.cancel_setup() == {"FINISHED"}
@@ -261,6 +265,7 @@ def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
         assert not any(name == "rubble.cancel_setup" for _, name, _ in layout.drawn)
         assert prefs.backend_python == ""
     finally:
+        del os.environ["RUBBLE_SERVE_FILE"]
         preferences.setup.job, preferences.setup.report = None, ""
         bpy.ops.preferences.addon_disable(module="addon")
 
