@@ -129,8 +129,8 @@ def backend_steps(job: pipeline.ShotJob, frame: int, done: dict) -> Iterator[pip
                 time.sleep(0.05)
                 yield pipeline.Progress(STAGE, 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
         (done["result"],) = run.finish()
-    except backend.BackendCancelled as exc:
-        raise pipeline.Cancelled(str(exc)) from None
+    except backend.BackendCancelled:
+        raise pipeline.Cancelled("Preview cancelled; nothing of it was written (the passes rendered are kept).") from None
     finally:
         if run.proc.poll() is None:
             run.proc.kill()

@@ -106,12 +106,14 @@ def test_preview_frame_runs_the_backend_and_lists_the_still(registered, tmp_path
     monkeypatch.setenv("RUBBLE_BACKEND_PYTHON", str(backend_python))
     monkeypatch.setenv("RUBBLE_TINY_MODEL", str(tiny_model_dir))  # built once per session (conftest.py)
     settings = registered.rubble
-    settings.preset_path = str(write_preset(tmp_path / "small.toml", **SMALL_SHOT))
+    # Two frames: a preview needs every frame's passes (the control maps are normalised shot-wide).
+    small = {**SMALL_SHOT, "shot": {**SMALL_SHOT["shot"], "frame_end": 2}}
+    settings.preset_path = str(write_preset(tmp_path / "small.toml", **small))
     settings.shot_dir = str(tmp_path / "shot")
     settings.weights = "tiny"
 
-    registered.frame_set(7)
-    with pytest.raises(RuntimeError, match="Frame 7 is outside the shot"):
+    registered.frame_set(3)
+    with pytest.raises(RuntimeError, match="Frame 3 is outside the shot"):
         bpy.ops.rubble.preview_frame()
     assert not (tmp_path / "shot" / "previews").exists()
 
@@ -121,10 +123,8 @@ def test_preview_frame_runs_the_backend_and_lists_the_still(registered, tmp_path
     assert entry.frame == 2 and entry.prompt == load_preset(tmp_path / "small.toml").look.prompt
     assert entry.path.startswith(str(tmp_path / "shot" / "previews")) and entry.image.size[:] == (96, 64)
     assert not (tmp_path / "shot" / "frames").exists(), "a preview generates no frames"
+    assert "preview of frame 2 made" in settings.status
 
-    assert bpy.ops.rubble.preview_frame() == {"FINISHED"}  # the same look: reused, listed once
-    assert len(registered.rubble_previews.entries) == 1
-    assert "reused" in settings.status
 
     class ListLayout(RecordingLayout):
         def template_list(self, list_type, list_id, data, name, active_data, active_name, **kw):
@@ -135,3 +135,14 @@ def test_preview_frame_runs_the_backend_and_lists_the_still(registered, tmp_path
     layout = ListLayout()
     previews.PANELS[0].draw(types.SimpleNamespace(layout=layout), bpy.context)
     assert ("operator", "rubble.preview_frame", True) in layout.drawn and ("list", 1, True) in layout.drawn
+
+
+def test_esc_stops_the_backend_preview(tmp_path, backend_python):
+    """Esc sets the job's cancel_requested: the backend is told to stop and the run ends as cancelled."""
+    from addon import pipeline
+
+    job = pipeline.ShotJob(shot_dir=tmp_path / "shot", preset=load_preset(REPO / "presets" / "default.toml"),
+                           backend_python=str(backend_python))
+    job.cancel_requested = True
+    with pytest.raises(pipeline.Cancelled, match="Preview cancelled; nothing of it was written"):
+        list(previews.backend_steps(job, 1, {}))
