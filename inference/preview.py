@@ -24,6 +24,7 @@ from PIL import Image
 
 from . import __version__, control, files, memory, models, noise_warp, protocol, provenance, windows
 from .cancel import CancelFlag
+from .families import animatediff_controlnet as family  # the window inputs, conditioning and decode checks it shares
 from .models import ModelSpec
 from .protocol import BackendError
 from .shot import Shot
@@ -76,8 +77,6 @@ def frame_path(shot: Shot, preview_id: str, frame: int) -> Path:
 def inputs(shot: Shot, frame: int, identity: dict, runtime: dict) -> dict:
     """Everything the still depends on: a window's inputs (inference/families) for this one frame,
     with the look's strength and the pipeline that made it."""
-    from .families import animatediff_controlnet as family
-
     offset = frame - shot.frame_start
     hashes = {frame: {c.kind: _sha256_or_none(control.map_path(shot, c.kind, frame)) for c in shot.model.controls}}
     record = family.window_inputs(shot, identity, runtime, hashes, windows.Window(0, offset, offset + 1))
@@ -104,8 +103,6 @@ def run(shot: Shot, frame: int, spec: ModelSpec, device: str, cancel: CancelFlag
     `pipe`: an image pipeline already loaded with models.load_image_pipeline (tests, bench/, a warm
     backend); loaded here otherwise.
     """
-    from .families import animatediff_controlnet as family
-
     check(shot, frame)
     if strength(shot) < 1.0:
         protocol.warning(
