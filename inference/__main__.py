@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
     sub.add_argument("--tiny-model", help="tiny model directory; the tiny upscaler lives beside it")
     sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
+    sub = command("preview", preview, "one still of one frame with the shot's look, into previews/")
+    sub.add_argument("--frame", type=int, required=True, help="the shot frame to preview")
+    sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
+    sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
+    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
     command("noise", noise, "write noise/latents.npy: the initial latents generate will use")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
@@ -237,6 +242,32 @@ def generate(args) -> int:
         device=device,
         timings=timings,
     )
+    return protocol.EXIT_OK
+
+
+def preview(args) -> int:
+    from . import models
+    from . import preview as preview_module
+    from . import shot as shot_module
+    from .cancel import CancelFlag, Cancelled
+
+    timings = {}
+    shot = shot_module.load(args.shot)
+    preview_module.check(shot, args.frame)  # before any weights load
+    cancel = CancelFlag(shot.directory)
+    try:
+        with _Stage("model", timings):
+            spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+            device = models.pick_device(args.device, spec)
+        with _Stage("preview", timings):
+            made = preview_module.run(shot, args.frame, spec, device, cancel)
+    except Cancelled as exc:
+        protocol.cancelled(f"Cancelled ({exc}); nothing of this preview was written.", [])
+        return protocol.EXIT_CANCELLED
+    folder = preview_module.directory(shot, made["id"])
+    protocol.result("preview", _relative(shot, [made["frame"], folder / "provenance.json"]), id=made["id"],
+                    frame=args.frame, reused=made["reused"], look=made["look"], seed=shot.seed, smoke_test=spec.smoke_test, device=device,
+                    timings=timings)
     return protocol.EXIT_OK
 
 

@@ -339,6 +339,30 @@ def pick_device(requested: str | None, spec: ModelSpec) -> str:
     return device
 
 
+# DDIM, linear betas, linspace spacing: the settings of diffusers' AnimateDiff docs for SD1.5 adapters
+# (the still preview uses them too, so it denoises along the shot's schedule).
+DDIM_SETTINGS = {"clip_sample": False, "timestep_spacing": "linspace", "beta_schedule": "linear", "steps_offset": 1}
+
+
+def load_component(spec: ModelSpec, cls, source: Source, subfolder: str | None = None, **extra):
+    """`cls.from_pretrained` of one source (a subfolder of it), from local files only; a missing
+    or broken file is a BackendError that says how to get it."""
+    local = source.directory
+    kwargs = {"revision": None if local else source.revision, "local_files_only": True, **extra}
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    if "use_safetensors" in extra and source.variant(subfolder):
+        kwargs["variant"] = source.variant(subfolder)
+    try:
+        return cls.from_pretrained(str(local or source.location), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise BackendError(
+            "missing_weights",
+            f"Could not load {source.role} from {source.location} ({subfolder or 'root'}): {exc}",
+            download_hint(spec) if not spec.smoke_test else f"Rebuild it: python -m inference tiny-model {Path(source.location).parent}",
+        ) from exc
+
+
 def load_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switches: memory.Memory | None = None):
     """The AnimateDiff + ControlNet pipeline, every component from local files only, in `dtype`
     (default: memory.dtype_name's choice for the device), on the device with the [memory] switches."""
@@ -359,20 +383,7 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switch
     base, adapter = spec.source("base"), spec.source("motion_adapter")
 
     def load(cls, source: Source, subfolder: str | None = None, **extra):
-        local = source.directory
-        kwargs = {"revision": None if local else source.revision, "local_files_only": True, **extra}
-        if subfolder:
-            kwargs["subfolder"] = subfolder
-        if "use_safetensors" in extra and source.variant(subfolder):
-            kwargs["variant"] = source.variant(subfolder)
-        try:
-            return cls.from_pretrained(str(local or source.location), **kwargs)
-        except (OSError, ValueError) as exc:
-            raise BackendError(
-                "missing_weights",
-                f"Could not load {source.role} from {source.location} ({subfolder or 'root'}): {exc}",
-                download_hint(spec) if not spec.smoke_test else f"Rebuild it: python -m inference tiny-model {Path(source.location).parent}",
-            ) from exc
+        return load_component(spec, cls, source, subfolder, **extra)
 
     weights = {"use_safetensors": True, "torch_dtype": dtype}
     # The pipeline would build this motion UNet from the two itself, but then also keep the
@@ -388,14 +399,54 @@ def load_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switch
         unet=unet,
         motion_adapter=None,  # already inside `unet`
         controlnet=controlnets(spec, lambda source: load(ControlNetModel, source, **weights)),
-        # DDIM, linear betas, linspace spacing: the settings of diffusers' AnimateDiff docs for SD1.5 adapters.
-        scheduler=load(
-            DDIMScheduler, base, "scheduler",
-            clip_sample=False, timestep_spacing="linspace", beta_schedule="linear", steps_offset=1,
-        ),
+        scheduler=load(DDIMScheduler, base, "scheduler", **DDIM_SETTINGS),
     )
     pipe.set_progress_bar_config(disable=True)  # progress goes out as protocol events instead
     return memory.apply(pipe, switches, device)  # the dtype was set per component at load
+
+
+def load_image_pipeline(spec: ModelSpec, device: str, dtype: str | None = None, switches: memory.Memory | None = None,
+                        video_pipe=None):
+    """The image ControlNet pipeline (diffusers' StableDiffusionControlNetPipeline, one still) of the
+    same base model and [[controls]] ControlNets, on the device with the [memory] switches.
+
+    Its UNet is the base model's own 2D UNet (unet/): the AnimateDiff pipeline's UNetMotionModel
+    is that UNet with motion modules added, and diffusers has no way back. `video_pipe`: an
+    AnimateDiff pipeline already loaded (load_pipeline, e.g. by a warm server): its VAE, text
+    encoder, tokenizer, ControlNets and scheduler config are shared instead of loaded again.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    switches = switches or memory.Memory()
+    dtype = getattr(torch, dtype or memory.dtype_name(device, switches))
+    base = spec.source("base")
+    weights = {"use_safetensors": True, "torch_dtype": dtype}
+    unet = load_component(spec, UNet2DConditionModel, base, "unet", **weights)
+    if video_pipe is not None:
+        shared = {name: video_pipe.components[name] for name in ("vae", "text_encoder", "tokenizer", "controlnet")}
+        shared["scheduler"] = DDIMScheduler.from_config(video_pipe.scheduler.config)
+    else:
+        shared = {
+            "vae": load_component(spec, AutoencoderKL, base, "vae", **weights),
+            "text_encoder": load_component(spec, CLIPTextModel, base, "text_encoder", **weights),
+            "tokenizer": load_component(spec, CLIPTokenizer, base, "tokenizer"),
+            "controlnet": controlnets(spec, lambda source: load_component(spec, ControlNetModel, source, **weights)),
+            "scheduler": load_component(spec, DDIMScheduler, base, "scheduler", **DDIM_SETTINGS),
+        }
+    # No safety checker: the frames are disclosed as AI-generated, as the shot's own (none runs there).
+    pipe = StableDiffusionControlNetPipeline(
+        unet=unet, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **shared
+    )
+    pipe.set_progress_bar_config(disable=True)  # progress goes out as protocol events instead
+    return memory.apply(pipe, switches, device)
 
 
 def controlnets(spec: ModelSpec, load):

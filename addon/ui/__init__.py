@@ -2,7 +2,7 @@
 import bpy
 
 from ..core import backend
-from . import operators, panel, preferences, presets, results
+from . import operators, panel, preferences, presets, previews, results
 
 _classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings, *preferences.SETUP_OPERATORS,
             operators.RUBBLE_OT_generate_final, *operators.STAGE_OPERATORS,
@@ -15,10 +15,12 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.rubble = bpy.props.PointerProperty(type=preferences.RubbleSceneSettings)
     presets.register()  # after the panel: its sub-panel's parent
+    previews.register()  # likewise
     backend.set_default_env(preferences.default_backend_env())
 
 
 def unregister():
+    previews.unregister()
     presets.unregister()
     backend.set_default_env(None)
     del bpy.types.Scene.rubble

@@ -41,6 +41,7 @@ class PipelineRun:
     which stages a button asks for (pipeline.run adds the scene stages they need)."""
 
     stages = pipeline.STAGES
+    progress_stages = pipeline.STAGES  # where a progress event's stage falls on the progress bar
     _timer = None
     _job = None
     _steps = None
@@ -126,8 +127,8 @@ class PipelineRun:
             if progress.message:
                 context.scene.rubble.status = f"{progress.stage}: {progress.message}"
             if progress.total:  # heartbeats (total 0) only keep the UI responsive
-                index = pipeline.STAGES.index(progress.stage.split(":")[0])
-                context.window_manager.progress_update(int(100 * (index + progress.fraction) / len(pipeline.STAGES)))
+                index = self.progress_stages.index(progress.stage.split(":")[0])
+                context.window_manager.progress_update(int(100 * (index + progress.fraction) / len(self.progress_stages)))
         except StopIteration:
             return self._finished(context)
         except Exception as exc:
