@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import __version__, control, files, memory, models, noise_warp, protocol, provenance, windows
+from . import __version__, control, files, memory, models, noise_warp, pipeline_cache, protocol, provenance, windows
 from .cancel import CancelFlag
 from .families import animatediff_controlnet as family  # the window inputs, conditioning and decode checks it shares
 from .models import ModelSpec
@@ -126,7 +126,10 @@ def run(shot: Shot, frame: int, spec: ModelSpec, device: str, cancel: CancelFlag
     started = time.perf_counter()
     if pipe is None:
         try:
-            pipe = models.load_image_pipeline(spec, device, dtype, shot.memory)
+            # A warm backend keeps it (inference/pipeline_cache.py): the next preview starts at once.
+            key = {"pipeline": "preview", "model": record["model"], "controls": [c.kind for c in shot.model.controls],
+                   "device": device, "dtype": dtype, "memory": asdict(shot.memory)}
+            pipe = pipeline_cache.get(key, lambda: models.load_image_pipeline(spec, device, dtype, shot.memory))
         except torch.OutOfMemoryError as exc:
             raise memory.out_of_memory(exc, shot.memory, "windows", "while loading the preview model") from exc
     family._upcast_vae(pipe)
