@@ -272,7 +272,8 @@ def draft(args) -> int:
     with _Stage("blend", timings):
         outputs = _relative(shot, draft_module.blend(shot, generated))
     description = models.describe(spec)
-    outputs.append(str(draft_module.write_provenance(shot, generated, settings, description, lora, timings)
+    outputs.append(str(draft_module.write_provenance(shot, generated, settings, description, lora,
+                                                               type(pipe.scheduler).__name__, timings)
                        .relative_to(shot.directory)))
     protocol.result(
         "draft",

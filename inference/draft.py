@@ -74,7 +74,7 @@ def parse(table: dict) -> Draft:
         value = values[key]
         expected = float if isinstance(default, float) else type(default)
         if isinstance(value, bool) or not isinstance(value, (int, float) if expected is float else expected):
-            raise ValueError(f"{key} must be a {expected.__name__}, got {value!r}")
+            raise ValueError(f"{key} must be of type {expected.__name__}, got {value!r}")
         if expected is float and not np.isfinite(value):
             raise ValueError(f"{key} {value} is not a finite number")
     draft = Draft(**{k: float(v) if isinstance(defaults[k], float) else v for k, v in values.items()})
@@ -228,7 +228,7 @@ def blend(shot: Shot, generated: Shot) -> list[Path]:
 
 
 def write_provenance(shot: Shot, generated: Shot, draft: Draft, description: dict, lora: Path | None,
-                     timings: dict) -> Path:
+                     scheduler: str, timings: dict) -> Path:
     """drafts/provenance.json: "kind": "draft", what made it, and the window records it was blended from."""
     import platform
     from importlib import metadata
@@ -243,7 +243,7 @@ def write_provenance(shot: Shot, generated: Shot, draft: Draft, description: dic
         "disclosure": provenance.DISCLOSURE,
         "smoke_test": description["smoke_test"],
         "weights": description["weights"],
-        "draft": {**asdict(draft), "lora_used": str(lora) if lora else None, "scheduler": "LCMScheduler",
+        "draft": {**asdict(draft), "lora_used": str(lora) if lora else None, "scheduler": scheduler,
                   "size": [generated.model.width, generated.model.height]},
         "model": {"family": shot.model.family, "base": shot.model.base, "base_revision": shot.model.base_revision,
                   "motion_adapter": draft.motion_adapter, "motion_adapter_revision": draft.motion_adapter_revision,
