@@ -3,7 +3,7 @@ the whole shot's prediction from it.
 
 Calibration runs the shot's first window (in free_noise mode the plan's one window: the whole shot)
 at the generation size for CALIBRATION_STEPS steps, timing each step through the pipeline's
-step callback, then decodes it. The prediction for the shot is
+step callback (a step: the median interval between callbacks), then decodes it. The prediction for the shot is
 
     load + sum over the plan's windows of (overhead + steps x step_seconds x n / n_cal + decode_per_frame x n)
 
@@ -33,9 +33,10 @@ from .shot import Shot
 CACHE_ENV = "RUBBLE_ESTIMATE_CACHE"
 DEFAULT_CACHE = Path.home() / ".cache" / "rubble" / "estimates"
 SCHEMA = "rubble.estimate/1"
-# Three steps: the first carries the one-off work of a call (prompt encoding, control images,
-# latents), the next two time a step on its own.
-CALIBRATION_STEPS = 3
+# Four steps: the first carries the one-off work of a call (prompt encoding, control images,
+# latents); a step on its own is the median of the next three intervals, so one interval slowed by
+# another process on a shared machine does not set the estimate.
+CALIBRATION_STEPS = 4
 FILE = "estimate.json"  # the shot's last estimate, for the panel
 
 
@@ -164,7 +165,7 @@ def calibrate(shot: Shot, spec: models.ModelSpec, device: str, cancel) -> dict:
         output_type="latent",
         callback_on_step_end=on_step,
     )
-    step_seconds = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    step_seconds = float(np.median(np.diff(ticks)))
     overhead = max(0.0, ticks[0] - started - step_seconds)
     started = time.perf_counter()
     pixels = family.decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)

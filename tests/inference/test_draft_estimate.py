@@ -49,9 +49,9 @@ def test_estimate_reports_time_and_memory_and_caches_its_calibration(shot_and_ru
     assert re.fullmatch(r"about \d+ (seconds|minutes?) on this device for this shot", first["message"])
     assert first["peak_memory_kind"] == "peak_rss" and first["peak_memory_bytes"] > 0
     calibration = first["calibration"]
-    assert calibration["frames"] == 2 and calibration["steps"] == 3
+    assert calibration["frames"] == 2 and calibration["steps"] == 4
     assert calibration["step_seconds"] > 0 and calibration["decode_seconds_per_frame"] > 0
-    assert [e["done"] for e in runs["estimate"].of_type("progress") if e["stage"] == "calibrate"] == [1, 2, 3]
+    assert [e["done"] for e in runs["estimate"].of_type("progress") if e["stage"] == "calibrate"] == [1, 2, 3, 4]
     assert [p.stem for p in cache.glob("*.json")] == [first["calibration_key"]]
     assert json.loads((shot / "estimate.json").read_text())["seconds"] == first["seconds"]
 
