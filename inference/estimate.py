@@ -2,10 +2,12 @@
 the whole shot's prediction from it.
 
 Calibration runs the shot's first window (in free_noise mode the plan's one window: the whole shot)
-at the generation size for CALIBRATION_STEPS steps, timing each step through the pipeline's
-step callback (a step: the median interval between callbacks), then decodes it. The prediction for the shot is
+at the generation size: a 1-step warm-up call (the first call of a process pays one-off costs that
+later windows do not: "first call"), then CALIBRATION_STEPS steps timed through the pipeline's step
+callback (a step: the median interval between callbacks), each call decoded. The prediction for the shot is
 
-    load + sum over the plan's windows of (overhead + steps x step_seconds x n / n_cal + decode_per_frame x n)
+    load + first call + sum over the plan's windows of
+        (overhead + steps x step_seconds x n / n_cal + decode_per_frame x n)
 
 with n a window's frames and n_cal the calibrated window's (the denoising cost of a window grows with
 its frames). Peak memory is the calibration's: the same window at the same size is the largest thing
@@ -32,7 +34,7 @@ from .shot import Shot
 
 CACHE_ENV = "RUBBLE_ESTIMATE_CACHE"
 DEFAULT_CACHE = Path.home() / ".cache" / "rubble" / "estimates"
-SCHEMA = "rubble.estimate/1"
+SCHEMA = "rubble.estimate/2"  # /2: the first call timed apart (older cached calibrations do not match)
 # Four steps: the first carries the one-off work of a call (prompt encoding, control images,
 # latents); a step on its own is the median of the next three intervals, so one interval slowed by
 # another process on a shared machine does not set the estimate.
@@ -121,7 +123,7 @@ def peak_memory(device: str) -> tuple[int | None, str]:
 
 
 def calibrate(shot: Shot, spec: models.ModelSpec, device: str, cancel) -> dict:
-    """Load the model and run CALIBRATION_STEPS steps of the plan's first window, timed."""
+    """Load the model, warm it up with one step, and time CALIBRATION_STEPS steps of the plan's first window."""
     import numpy as np
     import torch
     from PIL import Image
@@ -143,40 +145,52 @@ def calibrate(shot: Shot, spec: models.ModelSpec, device: str, cancel) -> dict:
     scale = family.VAE_SCALE_FACTOR
     shape = (1, family.LATENT_CHANNELS, len(frames), shot.model.height // scale, shot.model.width // scale)
     latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(shot.seed))
-    ticks = []
+    controls = family.control_arguments(shot, frames)
 
-    def on_step(pipeline, step, timestep, tensors):
-        cancel.check()
-        ticks.append(time.perf_counter())
-        protocol.progress("calibrate", step + 1, CALIBRATION_STEPS, f"step {step + 1}/{CALIBRATION_STEPS}")
-        return tensors
+    def denoise_and_decode(steps: int) -> tuple[list[float], float, float]:
+        """One pipeline call of `steps` steps, then the decode: (step-end times, start, decode seconds)."""
+        ticks = []
 
-    started = time.perf_counter()
-    output = pipe(
-        prompt=shot.look.prompt,
-        negative_prompt=shot.look.negative_prompt,
-        num_frames=len(frames),
-        width=shot.model.width,
-        height=shot.model.height,
-        num_inference_steps=CALIBRATION_STEPS,
-        guidance_scale=shot.look.guidance_scale,
-        **family.control_arguments(shot, frames),
-        latents=latents.to(device=pipe._execution_device, dtype=pipe.unet.dtype),
-        output_type="latent",
-        callback_on_step_end=on_step,
-    )
+        def on_step(pipeline, step, timestep, tensors):
+            cancel.check()
+            ticks.append(time.perf_counter())
+            protocol.progress("calibrate", step + 1, steps, f"step {step + 1}/{steps}")
+            return tensors
+
+        started = time.perf_counter()
+        output = pipe(
+            prompt=shot.look.prompt,
+            negative_prompt=shot.look.negative_prompt,
+            num_frames=len(frames),
+            width=shot.model.width,
+            height=shot.model.height,
+            num_inference_steps=steps,
+            guidance_scale=shot.look.guidance_scale,
+            **controls,
+            latents=latents.to(device=pipe._execution_device, dtype=pipe.unet.dtype),
+            output_type="latent",
+            callback_on_step_end=on_step,
+        )
+        decode_started = time.perf_counter()
+        pixels = family.decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
+        for frame in pixels:  # as the run writes them: uint8, PNG-encoded
+            Image.fromarray(np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)).save(io.BytesIO(), format="PNG")
+        return ticks, started, time.perf_counter() - decode_started
+
+    # A process's first call pays one-off costs (kernel selection, first allocations) that later windows
+    # do not: a 1-step warm-up call measures them, and the timed call runs warm.
+    warm_ticks, warm_started, warm_decode = denoise_and_decode(1)
+    ticks, started, decode_seconds = denoise_and_decode(CALIBRATION_STEPS)
     step_seconds = float(np.median(np.diff(ticks)))
     overhead = max(0.0, ticks[0] - started - step_seconds)
-    started = time.perf_counter()
-    pixels = family.decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
-    for frame in pixels:  # as the run writes them: uint8, PNG-encoded
-        Image.fromarray(np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)).save(io.BytesIO(), format="PNG")
-    decode_seconds = time.perf_counter() - started
+    first_call = (warm_ticks[0] - warm_started) + warm_decode
+    once = max(0.0, first_call - (overhead + step_seconds + decode_seconds))
     peak, kind = peak_memory(device)
     return {
         "frames": len(frames),
         "steps": CALIBRATION_STEPS,
         "load_seconds": round(load_seconds, 4),
+        "first_call_seconds": round(once, 4),  # once per process, beyond what a warm window takes
         "step_seconds": round(step_seconds, 4),
         "window_overhead_seconds": round(overhead, 4),
         "decode_seconds_per_frame": round(decode_seconds / len(frames), 4),
@@ -194,7 +208,7 @@ def predict(shot: Shot, calibration: dict) -> dict:
         + calibration["decode_seconds_per_frame"] * n
         for n in lengths
     ]
-    seconds = calibration["load_seconds"] + sum(per_window)
+    seconds = calibration["load_seconds"] + calibration["first_call_seconds"] + sum(per_window)
     return {
         "seconds": round(seconds, 2),
         "minutes": round(seconds / 60.0, 2),
