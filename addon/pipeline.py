@@ -32,6 +32,8 @@ SCENE_NAME = "Rubble"  # what the shot's scene is called; Rubble finds it by its
 # The preset sections that define the simulated scene: changing one means a new shot.
 SCENE_SECTIONS = ("shot", "building", "materials", "fracture", "simulation", "triggers")
 STAGES = ("build", "trigger", "bake", "passes", "generate", "composite")
+# Stages a button runs on its own (never part of Generate Final), after the passes they need.
+ON_DEMAND_STAGES = ("estimate", "draft")
 
 
 class StageError(RuntimeError):
@@ -72,6 +74,7 @@ class ShotJob:
     owns_session: bool = False
     cancel_requested: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    results: dict[str, list] = field(default_factory=dict)  # stage -> the backend's result events
     scene: bpy.types.Scene | None = None
     passes_process: subprocess.Popen | None = None  # the background Blender, while it renders
     _objects: dict = field(default_factory=dict)
@@ -445,22 +448,89 @@ def stage_composite(job: ShotJob) -> Iterator[Progress]:
     yield Progress("composite", 1, 1, f"wrote {movie.name}")
 
 
+# --- draft and estimate (issue 22): on demand, from the same passes ------------------
+
+def _require_passes(job: ShotJob, what: str) -> None:
+    key = job.pass_key()
+    missing = [f for f in job.shot_frames() if not job.stamps.is_fresh("passes", key, [job.pass_path(f)], item=str(f))]
+    if missing:
+        raise StageError(f"Passes are missing or stale for {len(missing)} frames (first: {missing[0]}): "
+                         f"render them before {what} (stage `passes`).")
+
+
+def _backend_stage(job: ShotJob, stage: str, args: list[str]) -> Iterator[Progress]:
+    """Run a backend command that loads the model (the job's --weights / --tiny-model), relaying its
+    progress and warnings; its result events land in job.results[stage]."""
+    python = backend.find_backend_python(job.backend_python)
+    if job.weights:
+        args += ["--weights", job.weights]
+    if job.tiny_model:
+        args += ["--tiny-model", str(job.tiny_model)]
+    run = backend.BackendRun(args, job.shot_dir, python, log_name=f"{stage}.log")
+    try:
+        ended = False
+        while not ended:
+            if job.cancel_requested and not run.cancel_sent:
+                run.cancel()
+            events, ended = run.poll()
+            for event in events:
+                if event["type"] == "progress":
+                    yield Progress(f"{stage}:{event.get('stage', '')}", event.get("done", 0),
+                                   event.get("total", 0), event.get("message", ""))
+                elif event["type"] == "warning":
+                    yield Progress(stage, 0, 0, f"WARNING [{event.get('code')}]: {event.get('message')}")
+            if not events and not ended:
+                time.sleep(0.05)
+                yield Progress(stage, 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
+        job.results[stage] = run.finish()
+    except backend.BackendCancelled as exc:
+        raise Cancelled(str(exc)) from None
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+def stage_estimate(job: ShotJob) -> Iterator[Progress]:
+    """`python -m inference estimate`: the backend writes <shot>/estimate.json, which the panel shows."""
+    _require_passes(job, "an estimate")
+    sync_manifest_preset(job)
+    yield from _backend_stage(job, "estimate", ["estimate", str(job.shot_dir)])
+    (result,) = job.results["estimate"]
+    yield Progress("estimate", 1, 1, result["message"])
+
+
+def stage_draft(job: ShotJob) -> Iterator[Progress]:
+    """`python -m inference draft` into drafts/, then a "Draft" strip in the edit (the final's stay)."""
+    _require_passes(job, "a draft")
+    sync_manifest_preset(job)  # the [draft] settings travel in shot.json's preset
+    yield from _backend_stage(job, "draft", ["draft", str(job.shot_dir)])
+    drafts = [job.shot_dir / "drafts" / "frames" / f"{f:04d}.png" for f in job.shot_frames()]
+    absent = [p for p in drafts if not p.exists()]
+    if absent:
+        raise StageError(f"The draft finished without {len(absent)} of its frames (first: {absent[0]}); "
+                         f"see {job.shot_dir / 'logs' / 'draft.log'}.")
+    sequencer.show_draft(job.scene, drafts)
+    write_shot_blend(job)  # the edit with its Draft strip travels with the shot, as after a composite
+    yield Progress("draft", 1, 1, f"draft of {len(drafts)} frames in the sequencer (strip \"{sequencer.DRAFT_STRIP}\")")
+
+
 STAGE_FUNCTIONS: dict[str, Callable[[ShotJob], Iterator[Progress]]] = {
     "build": stage_build, "trigger": stage_trigger, "bake": stage_bake,
     "passes": stage_passes, "generate": stage_generate, "composite": stage_composite,
+    "estimate": stage_estimate, "draft": stage_draft,
 }
 
 
 def run(job: ShotJob) -> Iterator[Progress]:
     """Run the job's stages in order, timing each; the scene stages always run first
     as a group because every later stage needs the baked scene."""
-    unknown = set(job.stages) - set(STAGES)
+    unknown = set(job.stages) - set(STAGES) - set(ON_DEMAND_STAGES)
     if unknown:
-        raise StageError(f"Unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}.")
-    if "generate" in job.stages:
+        raise StageError(f"Unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES + ON_DEMAND_STAGES)}.")
+    if {"generate", *ON_DEMAND_STAGES} & set(job.stages):
         backend.find_backend_python(job.backend_python)  # fail before rendering, not after
     job.shot_dir.mkdir(parents=True, exist_ok=True)
-    for name in STAGES:
+    for name in STAGES + ON_DEMAND_STAGES:
         if name not in job.stages and name not in ("build", "trigger", "bake"):
             continue
         start = time.perf_counter()

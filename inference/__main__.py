@@ -64,9 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
     sub = command("preview", preview, "one still of one frame with the shot's look, into previews/")
     sub.add_argument("--frame", type=int, required=True, help="the shot frame to preview")
-    sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
-    sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
-    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
+    _model_options(sub)
+    sub = command("draft", draft, "a few-step draft of the whole shot at a reduced size into drafts/ (preset [draft])")
+    _model_options(sub)
+    sub = command("estimate", estimate, "predict the shot's time and peak memory from a short calibration on this device")
+    _model_options(sub)
+    sub.add_argument("--recalibrate", action="store_true", help="calibrate again even when a calibration is cached")
     command("noise", noise, "write noise/latents.npy: the initial latents generate will use")
     command("contact-sheet", contact_sheet, "write contact_sheet.png")
     sub = command("tiny-model", tiny_model, "build the tiny random-weight smoke-test model", shot=False)
@@ -91,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--shot", type=Path, help="check this shot's preset instead of presets/default.toml")
     sub.add_argument("--tiny-model", help="tiny model directory to look for")
     return parser
+
+
+def _model_options(sub) -> None:
+    """generate's --weights, --tiny-model and --device, for the commands that load the model too."""
+    sub.add_argument("--weights", choices=("auto", "pretrained", "tiny"), help="override the preset's [model] weights")
+    sub.add_argument("--tiny-model", help="tiny model directory (default: $RUBBLE_TINY_MODEL or ~/.cache/rubble/tiny-model)")
+    sub.add_argument("--device", choices=("cuda", "mps", "cpu"), help="default: cuda, else mps, else cpu (the first present)")
 
 
 def _frame_range(text: str) -> tuple[int, int]:
@@ -230,7 +240,11 @@ def generate(args) -> int:
             stability = temporal.measure(shot)
         with _Stage("contact_sheet", timings):
             outputs += _relative(shot, [contact_sheet.write(shot, description["smoke_test"], stability)])
-        provenance.write(shot, description, temporal_warp_error=stability, **upscale.provenance(shot, upscaler))
+        from . import estimate as estimate_module
+
+        provenance.write(shot, description, temporal_warp_error=stability, **upscale.provenance(shot, upscaler),
+                         estimate=estimate_module.for_provenance(shot, spec, device, description, timings,
+                                                                 len(done["generated"])))
         outputs.append("provenance.json")
     protocol.result(
         "generate",
@@ -267,6 +281,87 @@ def preview(args) -> int:
     folder = preview_module.directory(shot, made["id"])
     protocol.result("preview", _relative(shot, [made["frame"], folder / "provenance.json"]), id=made["id"],
                     frame=args.frame, reused=made["reused"], look=made["look"], seed=shot.seed, smoke_test=spec.smoke_test, device=device,
+                    timings=timings)
+    return protocol.EXIT_OK
+
+
+def draft(args) -> int:
+    from . import control, control_sheet, families, models
+    from . import draft as draft_module
+    from . import shot as shot_module
+    from .cancel import CancelFlag, Cancelled
+
+    timings = {}
+    shot = shot_module.load(args.shot)
+    draft_module.check_family(shot)
+    settings = draft_module.settings(shot)
+    generated = draft_module.draft_shot(shot, settings)
+    cancel = CancelFlag(shot.directory)
+    root = draft_module.records_root(shot)
+    try:
+        with _Stage("control", timings):  # the final's control maps: derived once, shared
+            if control.derive(shot, shot.frames) or not control_sheet.path(shot).is_file():
+                control_sheet.write(shot)
+        with _Stage("model", timings):
+            spec = draft_module.spec(generated, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+            device = models.pick_device(args.device, spec)
+            lora = draft_module.lora_file(settings, spec)
+            draft_module.forget_other_settings(shot, settings, lora)
+        with _Stage("windows", timings):
+            # Loaded up front (the family's run would load the final's scheduler): a resumed draft whose
+            # windows are all done still pays the load, a few seconds at draft sizes.
+            pipe = draft_module.load_pipeline(spec, device, generated, lora, settings.lora_scale)
+            done = families.get(shot.model.family).run(generated, spec, device, None, cancel, pipe=pipe, records=root)
+    except Cancelled as exc:
+        from . import long_shot, windows
+
+        kept = [str(windows.directory(root, w).relative_to(shot.directory)) for w in long_shot.plan(generated)
+                if windows.read_record(root, w) is not None]
+        protocol.cancelled(f"Cancelled ({exc}); finished draft windows are kept and a rerun resumes.", kept)
+        return protocol.EXIT_CANCELLED
+    with _Stage("blend", timings):
+        outputs = _relative(shot, draft_module.blend(shot, generated))
+    description = models.describe(spec)
+    outputs.append(str(draft_module.write_provenance(shot, generated, settings, description, lora,
+                                                               type(pipe.scheduler).__name__, timings)
+                       .relative_to(shot.directory)))
+    protocol.result(
+        "draft",
+        outputs,
+        kind=draft_module.KIND,
+        size=[generated.model.width, generated.model.height],
+        steps=settings.steps,
+        windows_generated=done["generated"],
+        windows_skipped=done["skipped"],
+        smoke_test=description["smoke_test"],
+        device=device,
+        timings=timings,
+    )
+    return protocol.EXIT_OK
+
+
+def estimate(args) -> int:
+    from . import control, control_sheet, models
+    from . import estimate as estimate_module
+    from . import shot as shot_module
+    from .cancel import CancelFlag, Cancelled
+
+    timings = {}
+    shot = shot_module.load(args.shot)
+    cancel = CancelFlag(shot.directory)
+    with _Stage("control", timings):  # the calibration window needs its control maps, as generate does
+        if control.derive(shot, shot.frames) or not control_sheet.path(shot).is_file():
+            control_sheet.write(shot)
+    spec = models.resolve(shot.model, args.weights or shot.model.weights, models.tiny_dir(args.tiny_model))
+    device = models.pick_device(args.device, spec)
+    try:
+        with _Stage("estimate", timings):
+            record = estimate_module.run(shot, spec, device, cancel, args.recalibrate)
+    except Cancelled as exc:
+        protocol.cancelled(f"Cancelled ({exc}); nothing was cached.", [])
+        return protocol.EXIT_CANCELLED
+    print(record["message"], file=sys.stderr)
+    protocol.result("estimate", [estimate_module.FILE], **{k: v for k, v in record.items() if k != "schema"},
                     timings=timings)
     return protocol.EXIT_OK
 

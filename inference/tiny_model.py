@@ -18,6 +18,10 @@ from .shot import CONTROL_KINDS
 # (inference/models.py) serve both.
 BASE = "base"
 MOTION_ADAPTER = "motion_adapter"
+# Stands for the draft tier's few-step adapter (wangfuyun/AnimateLCM, inference/draft.py): the same
+# MotionAdapter shape under a second name, with its own seed, as AnimateLCM's weights differ from AnimateDiff's.
+DRAFT_MOTION_ADAPTER = "motion_adapter_lcm"
+DRAFT_SEED = 7
 CONTROLNET = "controlnet"  # one ControlNet per control kind: controlnet_folder(kind)
 MARKER = "rubble_tiny_model.json"
 
@@ -45,7 +49,7 @@ def is_tiny_model(path: Path) -> bool:
         marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return set(CONTROL_KINDS) <= set(marker.get("controlnets", ()))
+    return set(CONTROL_KINDS) <= set(marker.get("controlnets", ())) and DRAFT_MOTION_ADAPTER in marker.get("adapters", ())
 
 
 def controlnet_folder(kind: str) -> str:
@@ -61,10 +65,12 @@ def build(out_dir: Path) -> None:
         _remove_tree(tmp)
     build_base(tmp / BASE)
     build_motion_adapter(tmp / MOTION_ADAPTER)
+    build_motion_adapter(tmp / DRAFT_MOTION_ADAPTER, DRAFT_SEED)
     for number, kind in enumerate(CONTROL_KINDS):  # each its own weights, as real ControlNets differ
         build_controlnet(tmp / controlnet_folder(kind), SEED + 2 * number)
     (tmp / MARKER).write_text(
-        json.dumps({"what": "random weights — smoke test", "seed": SEED, "controlnets": list(CONTROL_KINDS)},
+        json.dumps({"what": "random weights — smoke test", "seed": SEED, "controlnets": list(CONTROL_KINDS),
+                    "adapters": [MOTION_ADAPTER, DRAFT_MOTION_ADAPTER]},
                    ensure_ascii=False, indent=2) + "\n",
         encoding="utf-8",
     )
@@ -143,12 +149,13 @@ def build_base(directory: Path) -> None:
     ).save_pretrained(directory, safe_serialization=True)
 
 
-def build_motion_adapter(directory: Path) -> None:
-    """Stands for guoyww/animatediff-motion-adapter-v1-5-3: config.json + weights at the root."""
+def build_motion_adapter(directory: Path, seed: int = SEED) -> None:
+    """Stands for guoyww/animatediff-motion-adapter-v1-5-3 (or, with DRAFT_SEED, wangfuyun/AnimateLCM):
+    config.json + weights at the root."""
     import torch
     from diffusers import MotionAdapter
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     MotionAdapter(
         block_out_channels=BLOCK_OUT_CHANNELS,
         motion_layers_per_block=2,

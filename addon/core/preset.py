@@ -24,6 +24,9 @@ from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
 from .destruction import triggers as destruction_triggers
 from .destruction.materials import MATERIALS, Material
+from .draft import SECTIONS as DRAFT_SECTIONS
+from .draft import DraftSettings
+from .draft import cross_checks as draft_checks
 from .long_shot import SECTIONS as LONG_SHOT_SECTIONS
 from .long_shot import LongShotSettings, MemorySettings
 from .long_shot import cross_checks as long_shot_checks
@@ -145,6 +148,7 @@ class Preset:
     memory: MemorySettings = MemorySettings()
     upscale: UpscaleSettings = UpscaleSettings()
     regenerate: regenerate.RegenerateSettings = regenerate.RegenerateSettings()
+    draft: DraftSettings = DraftSettings()
     materials: dict[str, Material] = field(default_factory=lambda: dict(MATERIALS))
     fracture: destruction.FractureSettings = destruction.FractureSettings()
     simulation: destruction.SimulationSettings = destruction.SimulationSettings()
@@ -174,7 +178,7 @@ class Preset:
 
 _SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
              "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
-             **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS, **regenerate.SECTIONS,
+             **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS, **regenerate.SECTIONS, **DRAFT_SECTIONS,
              **destruction.SECTIONS}
 
 
@@ -359,6 +363,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
             problems += _aspect_problems(preset)
             problems += _strength_checks(preset)
             problems += regenerate.cross_checks(preset, check_local)
+            problems += draft_checks(preset)
     if problems:
         raise PresetError(source, problems)
     return preset

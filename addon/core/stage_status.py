@@ -91,7 +91,7 @@ def blocked_reason(stage: str, states: dict[str, StageState] | None, setup_error
                 "or press Esc to cancel it, then run again.")
     if setup_error:
         return setup_error
-    if stage in ("final", "generate") and backend_error:
+    if stage in ("final", "generate", "draft", "estimate") and backend_error:
         return backend_error
     if states is None:  # unreadable shot folder: the run itself says what is wrong
         return None

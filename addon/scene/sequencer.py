@@ -19,10 +19,13 @@ from . import ownership
 
 EDIT_SCENE = "Rubble Edit"
 CLAY_CHANNEL, GENERATED_CHANNEL = 1, 2  # generated above clay: it covers it where present
-# Masked regeneration's extras, muted (channel 3 stays free for the artist's titles).
+# Masked regeneration's extras, muted (channel 3 is the drafts').
 UNMASKED_CHANNEL, MASK_CHANNEL = 4, 5
 CHANNEL_NAMES = {CLAY_CHANNEL: "Rubble Clay", GENERATED_CHANNEL: "Rubble Generated (AI)",
                  UNMASKED_CHANNEL: "Rubble Generated, unmasked (AI)", MASK_CHANNEL: "Rubble Regenerate Mask"}
+# Drafts (inference/draft.py) on their own channel, named as drafts; a composite replaces them with the final.
+DRAFT_CHANNEL, DRAFT_STRIP = 3, "Draft"
+DRAFT_CHANNEL_NAME = "Rubble Draft (AI)"
 
 
 def strip_collection(editor: bpy.types.SequenceEditor):
@@ -84,6 +87,25 @@ def build_edit(shot_scene: bpy.types.Scene, clay: list[Path], generated: list[Pa
                                  ("Regenerate Mask", masks, MASK_CHANNEL)):
         if files:
             _image_strip(strips, name, files, channel, shot_scene.frame_start).mute = True
+    return edit
+
+
+def show_draft(shot_scene: bpy.types.Scene, drafts: list[Path]) -> bpy.types.Scene:
+    """The draft's frames as the strip "Draft" on its own channel of the edit, replacing the previous
+    draft only: the clay and final strips (and the artist's) stay as they are."""
+    edit = edit_scene()
+    if edit.sequence_editor is None:  # no composite yet: the edit takes the shot's range, fps and size
+        show_pixels_unchanged(edit)
+        edit.frame_start, edit.frame_end = shot_scene.frame_start, shot_scene.frame_end
+        edit.render.fps, edit.render.fps_base = shot_scene.render.fps, shot_scene.render.fps_base
+        edit.render.resolution_x = shot_scene.render.resolution_x
+        edit.render.resolution_y = shot_scene.render.resolution_y
+    editor = edit.sequence_editor_create()
+    strips = strip_collection(editor)
+    for strip in [s for s in strips if s.name == DRAFT_STRIP and ownership.is_owned(s, ownership.EDIT)]:
+        strips.remove(strip)
+    editor.channels[DRAFT_CHANNEL].name = DRAFT_CHANNEL_NAME
+    _image_strip(strips, DRAFT_STRIP, drafts, DRAFT_CHANNEL, shot_scene.frame_start)
     return edit
 
 

@@ -6,6 +6,7 @@ from . import operators, panel, preferences, presets, previews, results
 
 _classes = (preferences.RubblePreferences, preferences.RubbleSceneSettings, *preferences.SETUP_OPERATORS,
             operators.RUBBLE_OT_generate_final, *operators.STAGE_OPERATORS,
+            operators.RUBBLE_OT_draft, operators.RUBBLE_OT_estimate,
             results.RUBBLE_OT_show_result, results.RUBBLE_OT_open_contact_sheet,
             panel.RUBBLE_PT_shot, panel.RUBBLE_PT_shot_sequencer)
 

@@ -41,7 +41,7 @@ class PipelineRun:
     which stages a button asks for (pipeline.run adds the scene stages they need)."""
 
     stages = pipeline.STAGES
-    progress_stages = pipeline.STAGES  # where a progress event's stage falls on the progress bar
+    progress_stages = pipeline.STAGES + pipeline.ON_DEMAND_STAGES  # where a progress event's stage falls on the bar
     _timer = None
     _job = None
     _steps = None
@@ -178,6 +178,36 @@ class RUBBLE_OT_generate_final(PipelineRun, bpy.types.Operator):
     # Class-level, so every instance sees it: a second run would remove the scene the first
     # one renders from.
     running_job = None
+
+
+class RUBBLE_OT_draft(PipelineRun, bpy.types.Operator):
+    """A few-step draft of the whole shot at a reduced size (preset [draft]) into drafts/, shown as the
+    sequencer strip "Draft"; the final frames are never touched (Esc cancels, keeping finished windows)"""
+
+    bl_idname = "rubble.draft"
+    bl_label = "Draft"
+    panel_stage = "draft"
+    stages = ("passes", "draft")
+
+
+class RUBBLE_OT_estimate(PipelineRun, bpy.types.Operator):
+    """Predict the shot's generation time and peak memory on this device from a short calibration
+    (cached per device, model and size), before committing to Generate Final"""
+
+    bl_idname = "rubble.estimate"
+    bl_label = "Estimate"
+    panel_stage = "estimate"
+    stages = ("passes", "estimate")
+
+    def _done_message(self) -> str:
+        (result,) = self._job.results["estimate"]
+        return f"Rubble: {result['message']}{estimate_memory(result)}"
+
+
+def estimate_memory(result: dict) -> str:
+    """", peak memory about 3.2 GB" from an estimate's result (nothing when it could not be measured)."""
+    peak = result.get("peak_memory_bytes")
+    return f", peak memory about {peak / 1e9:.1f} GB" if peak else ""
 
 
 def _stage_operator(stage: str, description: str) -> type:

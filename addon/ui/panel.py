@@ -26,6 +26,13 @@ def draw_shot(layout, context) -> None:
     layout.prop(settings, "shot_dir")
     layout.prop(settings, "weights")
     _button(layout, "rubble.generate_final", shot_state.blocked_reason(context, "final"), icon="RENDER_ANIMATION")
+    row = layout.row(align=True)  # the quick looks before a final: a draft of the shot, and its cost
+    for stage, icon in (("draft", "SEQ_PREVIEW"), ("estimate", "TIME")):
+        column = row.column(align=True)
+        column.enabled = shot_state.blocked_reason(context, stage) is None
+        column.operator(f"rubble.{stage}", icon=icon)
+    if view.estimate:
+        layout.label(text=view.estimate, icon="TIME")
 
     box = layout.box()
     box.label(text="Stages")

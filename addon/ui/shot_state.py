@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import bpy
 
@@ -49,6 +50,7 @@ class Overview:
     states: dict | None              # stage -> stage_status.StageState, when the settings are valid
     shot_dir: str | None = None
     frames: range | None = None      # the preset's frames
+    estimate: str | None = None      # the shot's last estimate (<shot>/estimate.json), as the panel says it
 
 
 _cache: tuple | None = None  # (key, time, Overview)
@@ -84,7 +86,22 @@ def _compute(context) -> Overview:
         states = job.stage_states()
     except OSError:  # e.g. a file where the folder should be: a run reports it in its own words
         states = None
-    return Overview(None, backend_error, running, states, shot_dir, job.shot_frames())
+    return Overview(None, backend_error, running, states, shot_dir, job.shot_frames(), last_estimate(shot_dir))
+
+
+def last_estimate(shot_dir: str) -> str | None:
+    """"Estimate: about 4 minutes on this device for this shot, peak memory about 6.1 GB" from the
+    backend's <shot>/estimate.json (inference/estimate.py), or None before the first estimate."""
+    import json
+
+    from .operators import estimate_memory
+
+    try:
+        record = json.loads((Path(shot_dir) / "estimate.json").read_text(encoding="utf-8"))
+        text = f"Estimate: {record['message']}{estimate_memory(record)}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return text + (" (tiny model)" if record.get("smoke_test") else "")
 
 
 def overview(context) -> Overview:

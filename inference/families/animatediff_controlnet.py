@@ -7,6 +7,7 @@ can run in any order, on any machine, and a finished window is never redone (res
 
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -115,11 +116,15 @@ def check_window_length(shot: Shot, spec: ModelSpec) -> None:
         )
 
 
-def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag, pipe=None) -> dict:
+def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, cancel: CancelFlag, pipe=None,
+        records: Path | None = None) -> dict:
     """Generate the selected windows (all by default) that are missing or out of date.
 
     `pipe`: a pipeline already loaded with models.load_pipeline (tests, bench/); loaded here otherwise.
+    `records`: the folder whose windows/ holds the window frames and records (default: the shot's own;
+    the draft tier passes drafts/, inference/draft.py).
     """
+    records = shot.directory if records is None else records
     plan = long_shot.plan(shot)
     unknown = sorted(set(selected or []) - {w.index for w in plan})
     if unknown:
@@ -143,7 +148,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     todo, skipped = [], []
     for window in chosen:
         inputs = window_inputs(shot, identity, runtime(device, dtype), controls, window)
-        record = windows.read_record(shot.directory, window)
+        record = windows.read_record(records, window)
         if record is not None and record.get("inputs_sha256") == files.sha256_json(inputs):
             skipped.append(window.index)
             protocol.progress("window", window.index, len(plan), f"window {window.index} unchanged, skipped")
@@ -214,10 +219,10 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
                 raise memory.out_of_memory(again, shot.memory, shot.long_shot.mode, where, retried=True) from again
         for frame, pixels in zip(frames, pixels_per_frame):
             image = Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))
-            files.write_png(windows.frame_path(shot.directory, window, frame), image)
+            files.write_png(windows.frame_path(records, window, frame), image)
         seconds = time.perf_counter() - started
         files.write_json(
-            windows.record_path(shot.directory, window),
+            windows.record_path(records, window),
             {
                 "schema": windows.RECORD_SCHEMA,
                 "index": window.index,

@@ -136,3 +136,23 @@ def test_cancel_during_generate_keeps_finished_windows_and_resumes(tmp_path, bac
     messages = [p.message for p in pipeline.run(job())]
     assert "window 0 unchanged, skipped" in messages, messages
     assert (shot_dir / "final.mp4").is_file()
+
+
+def test_draft_goes_to_drafts_and_its_own_strip_beside_the_final(shot):
+    """The Draft button's stages through the CLI: drafts/ is written, frames/ and the final strips stay."""
+    shot_dir, args, _ = shot
+    final = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted((shot_dir / "frames").glob("*.png"))}
+    final[shot_dir / "provenance.json"] = ((shot_dir / "provenance.json").stat().st_mtime_ns,
+                                           (shot_dir / "provenance.json").read_bytes())
+    run = run_cli(*args, "--stages", "passes,draft")
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in final} == final, "a draft never touches the final"
+    assert sorted(p.name for p in (shot_dir / "drafts" / "frames").glob("*.png")) == [f"{f:04d}.png" for f in range(1, 5)]
+    assert json.loads((shot_dir / "drafts" / "provenance.json").read_text())["kind"] == "draft"
+    bpy.ops.wm.open_mainfile(filepath=str(shot_dir / "shot.blend"))
+    strips = {s.name: s for s in sequencer.strip_collection(bpy.data.scenes["Rubble Edit"].sequence_editor)}
+    assert {"Clay", "Generated (AI)", sequencer.DRAFT_STRIP} <= set(strips)
+    assert strips[sequencer.DRAFT_STRIP].channel == sequencer.DRAFT_CHANNEL
+    assert strips[sequencer.DRAFT_STRIP].frame_final_duration == 4
+    assert strips[sequencer.DRAFT_STRIP].elements[0].filename == "0001.png"
+    assert "drafts" in strips[sequencer.DRAFT_STRIP].directory

@@ -299,4 +299,7 @@ def test_a_tiny_model_from_before_the_control_kinds_is_rebuilt(tmp_path):
     (old / tiny.MARKER).write_text(json.dumps({"what": "random weights — smoke test", "seed": 0}))
     assert not tiny.is_tiny_model(old)
     (old / tiny.MARKER).write_text(json.dumps({"seed": 0, "controlnets": list(shot_module.CONTROL_KINDS)}))
+    assert not tiny.is_tiny_model(old)  # from before the draft tier's adapter
+    (old / tiny.MARKER).write_text(json.dumps({"seed": 0, "controlnets": list(shot_module.CONTROL_KINDS),
+                                               "adapters": [tiny.MOTION_ADAPTER, tiny.DRAFT_MOTION_ADAPTER]}))
     assert tiny.is_tiny_model(old)
