@@ -139,3 +139,20 @@ def test_the_wan_pipeline_takes_the_memory_switches_on_its_vae(tiny_model):
     pipe = wan_vace.load_pipeline(spec, "cpu", "float32", memory.Memory(vae_slicing=True, vae_tiling=True))
     assert type(pipe).__name__ == "WanVACEPipeline"
     assert pipe.vae.use_slicing and pipe.vae.use_tiling
+
+
+def test_wan_windows_go_stale_when_their_inputs_change(cancelled_then_resumed, tmp_path):
+    import dataclasses
+    import shutil
+
+    from inference import shot as shot_module
+    from inference import windows
+    from inference.families import wan_vace
+
+    shot = shot_module.load(shutil.copytree(cancelled_then_resumed[0], tmp_path / "shot"))
+    records = {w.index: windows.read_record(shot.directory, w) for w in wan_vace.long_shot.plan(shot)}
+    assert wan_vace.stale_windows(shot, records) == []
+    weaker = dataclasses.replace(shot.model, controls=(dataclasses.replace(shot.model.controls[0], weight=0.5),))
+    assert wan_vace.stale_windows(dataclasses.replace(shot, model=weaker), records) == [0, 1]
+    (shot.directory / "control" / "depth" / "0006.png").write_bytes(b"")  # only window 1 holds frame 6
+    assert wan_vace.stale_windows(shot, records) == [1]
