@@ -139,3 +139,52 @@ def test_the_wan_pipeline_takes_the_memory_switches_on_its_vae(tiny_model):
     pipe = wan_vace.load_pipeline(spec, "cpu", "float32", memory.Memory(vae_slicing=True, vae_tiling=True))
     assert type(pipe).__name__ == "WanVACEPipeline"
     assert pipe.vae.use_slicing and pipe.vae.use_tiling
+
+
+def test_wan_windows_go_stale_when_their_inputs_change(cancelled_then_resumed, tmp_path):
+    import dataclasses
+    import shutil
+
+    from inference import shot as shot_module
+    from inference import windows
+    from inference.families import wan_vace
+
+    shot = shot_module.load(shutil.copytree(cancelled_then_resumed[0], tmp_path / "shot"))
+    records = {w.index: windows.read_record(shot.directory, w) for w in wan_vace.long_shot.plan(shot)}
+    assert wan_vace.stale_windows(shot, records) == []
+    weaker = dataclasses.replace(shot.model, controls=(dataclasses.replace(shot.model.controls[0], weight=0.5),))
+    assert wan_vace.stale_windows(dataclasses.replace(shot, model=weaker), records) == [0, 1]
+    (shot.directory / "control" / "depth" / "0006.png").write_bytes(b"")  # only window 1 holds frame 6
+    assert wan_vace.stale_windows(shot, records) == [1]
+
+
+def test_the_tiny_wan_has_the_hub_layout_and_sharded_weights_load(tiny_model, tmp_path):
+    """The file list fetch and doctor use matches what save_pretrained writes, whole or sharded (the
+    real 14B's weights are shards behind a *.safetensors.index.json)."""
+    import shutil
+
+    import torch
+    from diffusers import WanVACETransformer3DModel
+
+    from inference import fetch, models
+    from inference.families import wan_vace
+    from inference.models import ModelSpec, Source
+
+    tiny = wan_vace.tiny_spec(tiny_model, None).source("base").directory
+    base = shutil.copytree(tiny, tmp_path / "base")
+    transformer = WanVACETransformer3DModel.from_pretrained(base / "transformer")
+    shutil.rmtree(base / "transformer")
+    transformer.save_pretrained(base / "transformer", max_shard_size="60KB")
+    shards = sorted(p.name for p in (base / "transformer").glob("diffusion_pytorch_model-*.safetensors"))
+    assert len(shards) > 1
+    source = Source("base", str(base), None, wan_vace.BASE_FILES, wan_vace.BASE_OPTIONAL)
+    present = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+    selected, unmet = fetch.select(source, present, "full")
+    assert not unmet and sorted(selected) == present
+    assert {f"transformer/{s}" for s in shards} <= set(source.present_files())
+    (base / "transformer" / shards[-1]).unlink()
+    assert models.missing_files(ModelSpec(True, (source,))), "a missing shard is a missing file"
+    transformer.save_pretrained(base / "transformer", max_shard_size="60KB")
+    pipe = wan_vace.load_pipeline(ModelSpec(True, (source,)), "cpu", "float32")
+    loaded = dict(pipe.transformer.named_parameters())
+    assert all(torch.equal(p, loaded[name]) for name, p in transformer.named_parameters())
