@@ -25,13 +25,13 @@ def _displacements(scene):
 
 
 def test_structure_stands_still_without_a_trigger(tmp_path):
-    job = _bake(tmp_path, shot={"frame_start": 1, "frame_end": 24}, triggers=[])
+    job = _bake(tmp_path, shot={**SMALL_SHOT["shot"], "frame_start": 1, "frame_end": 24}, triggers=[])
     moved = _displacements(job.scene)
     assert max(moved.values()) < 0.01, sorted(moved.items(), key=lambda kv: -kv[1])[:3]
 
 
 def test_column_removal_collapses_the_front(tmp_path):
-    job = _bake(tmp_path, shot={"frame_start": 1, "frame_end": 24}, triggers=[{"kind": "column_removal", "frame": 2}])
+    job = _bake(tmp_path, shot={**SMALL_SHOT["shot"], "frame_start": 1, "frame_end": 24}, triggers=[{"kind": "column_removal", "frame": 2}])
     moved = _displacements(job.scene)
     fallen = [name for name, d in moved.items() if d > 1.0 and name.startswith("Slab")]
     assert fallen, f"no slab fell more than 1 m: {sorted(moved.values())[-3:]}"
