@@ -85,8 +85,8 @@ class Harness:
         self.reports.append((set(level), message))
 
 
-for _name in ("stages", "_begin", "_start_ticking", "_done_message", "_finished", "execute", "modal", "cancel",
-              "_end"):
+for _name in ("stages", "progress_stages", "_begin", "_start_ticking", "_done_message", "_finished", "execute",
+              "modal", "cancel", "_end"):
     setattr(Harness, _name, getattr(RUBBLE_OT_generate_final, _name))
 
 TIMER, ESC = types.SimpleNamespace(type="TIMER"), types.SimpleNamespace(type="ESC")
