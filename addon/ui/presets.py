@@ -48,7 +48,14 @@ def preset_path(context) -> Path | None:
 
 def _look_values(preset: Preset) -> dict:
     return {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
-            "seed": min(preset.shot.seed, INT_MAX)}
+            "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength}
+
+
+def _panel_value(look, key: str):
+    """The panel's value as the preset would hold it: Blender keeps floats in single precision, so
+    0.6 reads back as 0.6000000238; six decimals are what the field shows and the artist typed."""
+    value = getattr(look, key)
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def fill_look(context, preset: Preset, path: Path) -> None:
@@ -65,8 +72,9 @@ def edits(context, preset: Preset) -> dict:
     path = preset_path(context)
     if path is None or look.source != str(path):
         return {}
-    keys = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed"}
-    return {keys[k]: getattr(look, k) for k, v in _look_values(preset).items() if getattr(look, k) != v}
+    keys = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed",
+            "strength": "look.strength"}
+    return {keys[k]: _panel_value(look, k) for k, v in _look_values(preset).items() if _panel_value(look, k) != v}
 
 
 def current_preset(context) -> Preset:
@@ -270,6 +278,9 @@ class RubbleLook(bpy.types.PropertyGroup):
     seed: bpy.props.IntProperty(name="Seed", min=0, max=INT_MAX,
                                 description="The shot's seed ([shot] seed): the fracture pattern and the "
                                             "generation noise derive from it, so a new seed rebuilds the shot")
+    strength: bpy.props.FloatProperty(name="Strength", min=0.0, max=1.0, default=1.0, precision=2,
+                                      description="How far from the clay render the generation may go ([look] "
+                                                  "strength): 1 = text-to-video, lower keeps the sim's composition")
     source: bpy.props.StringProperty(options={"HIDDEN"})  # the preset file these values came from
 
 
@@ -293,7 +304,7 @@ class RUBBLE_PT_presets(bpy.types.Panel):
         look = context.scene.rubble_look
         if path is not None and look.source == str(path):
             column = layout.column()
-            for key in ("prompt", "negative_prompt", "seed"):
+            for key in ("prompt", "negative_prompt", "seed", "strength"):
                 column.prop(look, key)
         elif path is not None:
             layout.operator("rubble.preset_reload", text="Edit Look Here", icon="GREASEPENCIL")

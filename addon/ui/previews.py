@@ -77,29 +77,25 @@ class PreviewUnrestorable(ValueError):
     """The look cannot be put back (no preset picked, or the look is not valid in it)."""
 
 
-def restore(context, entry: RubblePreview) -> list[str]:
+def restore(context, entry: RubblePreview) -> None:
     """Put `entry`'s look into the panel's look of the picked preset (what runs are made with).
-    Returns warnings: what could not be restored. Raises PreviewUnrestorable, changing nothing."""
+    Raises PreviewUnrestorable, changing nothing."""
     path = presets.preset_path(context)
     if path is None:
         raise PreviewUnrestorable("No preset is picked: pick one in the Preset section, then restore the look.")
     look = context.scene.rubble_look
-    before = {key: getattr(look, key) for key in ("prompt", "negative_prompt", "seed", "source")}
+    before = {key: getattr(look, key) for key in ("prompt", "negative_prompt", "seed", "strength", "source")}
     if look.source != str(path):  # the panel holds another preset's look: start from this one's
         presets.fill_look(context, load_preset(path), path)
     look.prompt, look.negative_prompt, look.seed = entry.prompt, entry.negative_prompt, entry.seed
-    warnings = []
-    if hasattr(look, "strength"):  # [look] strength arrives with video-to-video (feat/v2v)
-        look.strength = entry.strength
-    elif entry.strength != 1.0:
-        warnings.append(f"strength {entry.strength:g} was not restored: this preset has no [look] strength")
+    look.strength = entry.strength
     try:
         presets.current_preset(context)
     except PresetError as exc:
         for key, value in before.items():
             setattr(look, key, value)
         raise PreviewUnrestorable(f"The preview's look does not fit the picked preset: {exc}") from None
-    return warnings
+    return []
 
 
 # --- operators ----------------------------------------------------------------------
@@ -206,13 +202,11 @@ class RUBBLE_OT_preview_restore(bpy.types.Operator):
             return {"CANCELLED"}
         entry = entries[self.index]
         try:
-            warnings = restore(context, entry)
+            restore(context, entry)
         except (PreviewUnrestorable, PresetError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         shot_state.invalidate()
-        for warning in warnings:
-            self.report({"WARNING"}, f"Rubble: {warning}.")
         self.report({"INFO"}, f"Rubble: restored the look of the preview of frame {entry.frame} (seed {entry.seed}); "
                               "Save As keeps it as a preset.")
         return {"FINISHED"}

@@ -77,13 +77,13 @@ def test_restore_puts_a_previews_look_back_into_the_preset(registered, tmp_path)
     context = bpy.context
     assert bpy.ops.rubble.preset_load(key="shipped:default") == {"FINISHED"}
     shot = tmp_path / "shot"
-    previews.add_entry(registered, _result(shot, "a" * 16, 1, "brick tower at dusk", 77), shot)
+    previews.add_entry(registered, _result(shot, "a" * 16, 1, "brick tower at dusk", 77, strength=0.6), shot)
     registered.rubble_look.prompt, registered.rubble_look.seed = "something else", 5
 
     assert bpy.ops.rubble.preview_restore(index=0) == {"FINISHED"}
     preset = presets.current_preset(context)
-    assert (preset.look.prompt, preset.look.negative_prompt, preset.shot.seed) == (
-        "brick tower at dusk", "not brick tower at dusk", 77)
+    assert (preset.look.prompt, preset.look.negative_prompt, preset.shot.seed, preset.look.strength) == (
+        "brick tower at dusk", "not brick tower at dusk", 77, 0.6), "strength 0.6, not its float32 0.6000000238"
 
     # The panel holding another preset's look: the picked preset's look is taken, then the preview's.
     registered.rubble.preset_path = str(REPO / "presets" / "destruction_quake.toml")
