@@ -245,16 +245,16 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
     for frame in run:
         frame_passes = passes.read(shot.pass_path(frame), frame)
         histogram.add(frame_passes.depth)
+        forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
         if waiting is not None and waiting[0] == frame - 1:
-            written.append(_write_occlusion(shot, *waiting, flow.backward(frame_passes.vector)))
+            written.append(_write_occlusion(shot, *waiting, backward))
         waiting = None
-        forward = flow.forward(frame_passes.vector)
         if frame in wanted:
-            written += _write_frame_maps(shot, frame, frame_passes)
+            written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
             waiting = (frame, forward)
             np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
             before = previous[1] if previous is not None else _previous_forward(shot, frame)
-            written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+            written.append(_write_disocclusion(shot, frame, backward, before))
         previous = (frame, forward)
         _frame_done(stage, total, frame)
     if waiting is not None:
@@ -281,24 +281,29 @@ def _maps_with_stats(shot: Shot, run: list[int], total: int, stage: str, stats: 
     frame's forward flow; at the ends of a run (or of a chunk) those frames' passes are read for it.
     """
     written = []
-    ahead = {}  # the next frame's passes, read for an occlusion: reused when that frame is derived next
+    ahead = {}  # the next frame's (passes, backward flow), read for an occlusion: reused when that frame is derived next
     previous = None  # (frame, forward flow) of the frame derived last: the next one's disocclusion needs it
     for frame in run:
-        frame_passes = ahead.pop(frame, None) or passes.read(shot.pass_path(frame), frame)
+        frame_passes, backward = ahead.pop(frame, None) or _read_with_backward(shot, frame)
+        forward = flow.forward(frame_passes.vector)
         path = map_path(shot, "depth", frame)
         write_map(path, depth_image(frame_passes.depth, stats))
-        written += [path, *_write_frame_maps(shot, frame, frame_passes)]
-        forward = flow.forward(frame_passes.vector)
+        written += [path, *_write_frame_maps(shot, frame, frame_passes, forward, backward)]
         before = previous[1] if previous is not None and previous[0] == frame - 1 else _previous_forward(shot, frame)
-        written.append(_write_disocclusion(shot, frame, flow.backward(frame_passes.vector), before))
+        written.append(_write_disocclusion(shot, frame, backward, before))
         after = None
         if frame < shot.frame_end:
-            ahead = {frame + 1: passes.read(shot.pass_path(frame + 1), frame + 1)}
-            after = flow.backward(ahead[frame + 1].vector)
+            ahead = {frame + 1: _read_with_backward(shot, frame + 1)}
+            after = ahead[frame + 1][1]
         written.append(_write_occlusion(shot, frame, forward, after))
         previous = (frame, forward)
         _frame_done(stage, total, frame)
     return written
+
+
+def _read_with_backward(shot: Shot, frame: int) -> tuple[passes.FramePasses, np.ndarray]:
+    frame_passes = passes.read(shot.pass_path(frame), frame)
+    return frame_passes, flow.backward(frame_passes.vector)
 
 
 def _previous_forward(shot: Shot, frame: int) -> np.ndarray | None:
@@ -308,8 +313,10 @@ def _previous_forward(shot: Shot, frame: int) -> np.ndarray | None:
     return flow.forward(passes.read(shot.pass_path(frame - 1), frame - 1).vector)
 
 
-def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) -> list[Path]:
-    """Everything but depth (needs the shot's statistics) and occlusion (needs the next frame)."""
+def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses, forward: np.ndarray,
+                      backward: np.ndarray) -> list[Path]:
+    """Everything but depth (needs the shot's statistics) and occlusion (needs the next frame); the
+    flows are the frame's own, derived once by the caller (occlusions need them too)."""
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
     write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
@@ -318,9 +325,9 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses) 
     for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render (each worker loads its own)
         paths.append(map_path(shot, kind, frame))
         write_map(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
-    for direction, derive_flow in (("forward", flow.forward), ("backward", flow.backward)):
+    for direction, values in (("forward", forward), ("backward", backward)):
         path = flow_path(shot, direction, frame)
-        files.write_npy(path, derive_flow(frame_passes.vector))
+        files.write_npy(path, values)
         paths.append(path)
     names = roles(shot)
     moved = shot.moved.get(frame, frozenset())

@@ -12,7 +12,7 @@ The seam metric (`seam_ratio`) is how we compare the two: see its docstring.
 
 from dataclasses import asdict, dataclass
 
-from . import windows
+from . import split_controlnet, windows
 
 MODES = ("free_noise", "windows")
 WEIGHTING_SCHEMES = ("flat", "pyramid", "delayed_reverse_sawtooth")  # AnimateDiffFreeNoiseMixin.enable_free_noise
@@ -159,6 +159,8 @@ def enable_free_noise(pipe, shot, split_inference: bool) -> None:
         pipe.motion_adapter = None
     if split_inference:
         pipe.enable_free_noise_split_inference(shot.long_shot.spatial_split_size, shot.long_shot.temporal_split_size)
+        # diffusers splits the UNet only; the ControlNets, run over all frames at once, set the peak.
+        split_controlnet.enable(pipe, shot.long_shot.temporal_split_size)
 
 
 def shot_noise(shot, shape: tuple[int, ...]):
