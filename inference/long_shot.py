@@ -113,9 +113,11 @@ def record(shot, split_inference: bool) -> dict:
         "context_stride": shot.long_shot.context_stride,
         "weighting_scheme": shot.long_shot.weighting_scheme,
         "noise_type": shot.long_shot.noise_type,
+        # The ControlNets run in temporal chunks too (inference/split_controlnet.py): their frames differ
+        # from the unchunked run's by up to one level, so records made before that are not reused.
         "split_inference": (
             {"spatial_split_size": shot.long_shot.spatial_split_size,
-             "temporal_split_size": shot.long_shot.temporal_split_size}
+             "temporal_split_size": shot.long_shot.temporal_split_size, "controlnets": "temporal chunks"}
             if split_inference else None
         ),
     }

@@ -137,7 +137,7 @@ def test_free_noise_is_one_pass_recorded_in_provenance(free_noise_shot):
     provenance = json.loads((shot / "provenance.json").read_text())
     assert provenance["long_shot"] == {
         "mode": "free_noise", "context_length": 4, "context_stride": 2, "weighting_scheme": "pyramid",
-        "noise_type": "shuffle_context", "split_inference": {"spatial_split_size": 256, "temporal_split_size": 16},
+        "noise_type": "shuffle_context", "split_inference": {"spatial_split_size": 256, "temporal_split_size": 16, "controlnets": "temporal chunks"},
     }
     assert provenance["memory"] == {"dtype": "auto", "vae_slicing": False, "vae_tiling": False, "offload": "none",
                                     "split_inference": True, "retry_with_offload": True}
