@@ -40,9 +40,9 @@ class Draft:
     """The preset's [draft] table; the defaults are addon/core/draft.py's (presets/README.md: the ids)."""
 
     motion_adapter: str = "wangfuyun/AnimateLCM"
-    motion_adapter_revision: str = "main"
+    motion_adapter_revision: str = "6cdc714205bbc04c3b2031ee63725cd6e54dbe56"  # presets/README.md
     lora: str = "wangfuyun/AnimateLCM"  # LCM LoRA for the base model; "" = none
-    lora_revision: str = "main"
+    lora_revision: str = "6cdc714205bbc04c3b2031ee63725cd6e54dbe56"
     lora_weight_name: str = "AnimateLCM_sd15_t2v_lora.safetensors"
     lora_scale: float = 0.8  # diffusers' AnimateLCM docs: set_adapters(["lcm-lora"], [0.8])
     steps: int = 6

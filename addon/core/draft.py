@@ -14,6 +14,8 @@ from . import model_ids
 
 _MODEL_ID = {"kind": "model_id", "max_length": model_ids.PATH_MAX}
 _REVISION = {"kind": "revision", "max_length": model_ids.REVISION_MAX}
+# wangfuyun/AnimateLCM's snapshot a public demo script loads (presets/README.md: unverified against the hub).
+ANIMATELCM_COMMIT = "6cdc714205bbc04c3b2031ee63725cd6e54dbe56"
 
 
 def _range(lo=None, hi=None, **extra):
@@ -23,11 +25,11 @@ def _range(lo=None, hi=None, **extra):
 @dataclass(frozen=True)
 class DraftSettings:
     motion_adapter: str = field(default="wangfuyun/AnimateLCM", metadata=_MODEL_ID)
-    motion_adapter_revision: str = field(default="main", metadata=_REVISION)
+    motion_adapter_revision: str = field(default=ANIMATELCM_COMMIT, metadata=_REVISION)
     # The LCM LoRA for the base model, from the same repository (diffusers' AnimateLCM docs load it with
     # weight 0.8); "" drafts without it.
     lora: str = field(default="wangfuyun/AnimateLCM", metadata={"max_length": model_ids.PATH_MAX})
-    lora_revision: str = field(default="main", metadata=_REVISION)
+    lora_revision: str = field(default=ANIMATELCM_COMMIT, metadata=_REVISION)
     lora_weight_name: str = field(default="AnimateLCM_sd15_t2v_lora.safetensors", metadata={"max_length": 200})
     lora_scale: float = field(default=0.8, metadata=_range(0.0, 1.0))
     # AnimateLCM makes good motion in 4-8 steps; LCM has guidance distilled in, so 1-2 (docs: 1.5).
