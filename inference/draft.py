@@ -26,6 +26,7 @@ from .protocol import BackendError
 from .shot import Shot
 
 FOLDER = "drafts"
+SECTION = "draft"  # the preset table (FOLDER is where drafts are written)
 KIND = "draft"
 FAMILIES = ("animatediff-controlnet",)  # the families whose adapter AnimateLCM replaces
 STEPS_RANGE = (4, 8)  # AnimateLCM's range: good motion from 4 steps (its model card and paper)
@@ -53,7 +54,7 @@ class Draft:
 def settings(shot: Shot) -> Draft:
     """The [draft] table of the shot's preset (shot.json), validated; absent: the defaults."""
     path = shot.directory / "shot.json"
-    table = json.loads(path.read_text(encoding="utf-8"))["preset"].get(FOLDER) or {}
+    table = json.loads(path.read_text(encoding="utf-8"))["preset"].get(SECTION) or {}
     try:
         return parse(table)
     except (TypeError, ValueError) as exc:

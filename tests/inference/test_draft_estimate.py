@@ -139,3 +139,20 @@ def test_draft_settings_are_validated(table, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         draft.parse(table)
     assert draft.size(512, 320, 0.5) == (256, 160) and draft.size(100, 60, 0.5) == (48, 32)
+
+
+def test_the_shots_draft_table_is_what_the_draft_runs_with(tmp_path):
+    """The [draft] table travels in shot.json's preset (its section name, not the drafts/ folder's)."""
+    from inference import draft
+    from inference import shot as shot_module
+
+    shot_dir = make_shot(tmp_path / "shot", frames=2)
+    manifest = json.loads((shot_dir / "shot.json").read_text())
+    manifest["preset"]["draft"] = {"scale": 0.25, "steps": 4, "guidance_scale": 1.0}
+    (shot_dir / "shot.json").write_text(json.dumps(manifest))
+    shot = shot_module.load(shot_dir)
+    settings = draft.settings(shot)
+    assert (settings.scale, settings.steps, settings.guidance_scale) == (0.25, 4, 1.0)
+    generated = draft.draft_shot(shot, settings)
+    assert (generated.model.width, generated.model.height) == draft.size(shot.model.width, shot.model.height, 0.25)
+    assert generated.look.steps == 4
