@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bpy
 
+from ..core import model_family
 from ..core.preset import Preset, PresetError, load_preset, preset_from_dict
 from ..core.preset_library import LibraryError, PresetLibrary, export_file, write_preset
 from .preferences import ADDON_PACKAGE
@@ -48,7 +49,8 @@ def preset_path(context) -> Path | None:
 
 def _look_values(preset: Preset) -> dict:
     return {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
-            "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength}
+            "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength,
+            "family": preset.model.family}
 
 
 def _panel_value(look, key: str):
@@ -73,7 +75,7 @@ def edits(context, preset: Preset) -> dict:
     if path is None or look.source != str(path):
         return {}
     keys = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed",
-            "strength": "look.strength"}
+            "strength": "look.strength", "family": "model.family"}
     return {keys[k]: _panel_value(look, k) for k, v in _look_values(preset).items() if _panel_value(look, k) != v}
 
 
@@ -281,6 +283,10 @@ class RubbleLook(bpy.types.PropertyGroup):
     strength: bpy.props.FloatProperty(name="Strength", min=0.0, max=1.0, default=1.0, precision=2,
                                       description="How far from the clay render the generation may go ([look] "
                                                   "strength): 1 = text-to-video, lower keeps the sim's composition")
+    family: bpy.props.EnumProperty(
+        name="Model", items=[(name, name, f"[model] family = \"{name}\"") for name in model_family.FAMILIES],
+        description="The model family ([model] family); a family needs its own sizes, windows and controls, "
+                    "so switching may be refused with what to change (the Wan presets have them)")
     source: bpy.props.StringProperty(options={"HIDDEN"})  # the preset file these values came from
 
 
@@ -304,7 +310,7 @@ class RUBBLE_PT_presets(bpy.types.Panel):
         look = context.scene.rubble_look
         if path is not None and look.source == str(path):
             column = layout.column()
-            for key in ("prompt", "negative_prompt", "seed", "strength"):
+            for key in ("prompt", "negative_prompt", "seed", "strength", "family"):
                 column.prop(look, key)
         elif path is not None:
             layout.operator("rubble.preset_reload", text="Edit Look Here", icon="GREASEPENCIL")

@@ -9,7 +9,7 @@ import pytest
 
 import addon
 import preset_corpus as corpus
-from addon.core.preset import load_preset
+from addon.core.preset import PresetError, load_preset
 from addon.ui import presets
 from conftest import REPO
 
@@ -89,6 +89,20 @@ def test_generate_final_runs_with_the_edited_look_and_refuses_a_bad_edit(user_pr
     with pytest.raises(RuntimeError, match=r"look\.prompt: 'x+\.\.\. \(5000 characters\) is longer than the limit"):
         bpy.ops.rubble.generate_final()
     assert not (tmp_path / "shot").exists()
+
+
+def test_the_model_family_is_picked_in_place_and_a_preset_that_cannot_run_it_says_what_to_change(user_presets):
+    context = bpy.context
+    scene = context.scene
+    assert bpy.ops.rubble.preset_load(key="shipped:wan_vace_1_3b") == {"FINISHED"}
+    assert scene.rubble_look.family == "wan-vace" and presets.current_preset(context).model.family == "wan-vace"
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    assert scene.rubble_look.family == "animatediff-controlnet"
+    scene.rubble_look.family = "wan-vace"  # the default's 520x312, free_noise and two controls do not fit Wan
+    with pytest.raises(PresetError, match=r"model\.width/height: 520x312 must be multiples of 16 for family 'wan-vace'"):
+        presets.current_preset(context)
+    scene.rubble_look.family = "animatediff-controlnet"
+    assert presets.current_preset(context) == load_preset(REPO / "presets" / "default.toml")
 
 
 ICONS = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
