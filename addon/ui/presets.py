@@ -15,6 +15,8 @@ from pathlib import Path
 import bpy
 
 from ..core import model_family
+from ..core.checks import MAX_FRAME
+from ..core.destruction.materials import MATERIALS
 from ..core.preset import Preset, PresetError, load_preset, preset_from_dict
 from ..core.preset_library import LibraryError, PresetLibrary, export_file, write_preset
 from .preferences import ADDON_PACKAGE
@@ -47,10 +49,24 @@ def preset_path(context) -> Path | None:
 
 # --- the look edited in place ----------------------------------------------------------
 
+# The essentials edited in place: panel property -> preset key. "triggers.frame" is the first
+# trigger's frame; moving it moves every trigger by as much, so a sequence keeps its timing.
+ESSENTIALS = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed",
+              "strength": "look.strength", "family": "model.family", "storeys": "building.storeys",
+              "bays_x": "building.bays_x", "bays_y": "building.bays_y", "material": "building.material",
+              "trigger_frame": "triggers.frame"}
+LOOK_KEYS = ("prompt", "negative_prompt", "seed", "strength", "family")
+BUILDING_KEYS = ("storeys", "bays_x", "bays_y", "material", "trigger_frame")
+
+
 def _look_values(preset: Preset) -> dict:
-    return {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
-            "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength,
-            "family": preset.model.family}
+    values = {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
+              "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength,
+              "family": preset.model.family, "storeys": preset.building.storeys, "bays_x": preset.building.bays_x,
+              "bays_y": preset.building.bays_y, "material": preset.building.material}
+    if preset.triggers:  # a preset without triggers has no trigger frame to move
+        values["trigger_frame"] = preset.triggers[0].frame
+    return values
 
 
 def _panel_value(look, key: str):
@@ -64,6 +80,7 @@ def fill_look(context, preset: Preset, path: Path) -> None:
     look = context.scene.rubble_look
     for key, value in _look_values(preset).items():
         setattr(look, key, value)
+    look.has_triggers = bool(preset.triggers)
     look.source = str(path)
 
 
@@ -74,9 +91,7 @@ def edits(context, preset: Preset) -> dict:
     path = preset_path(context)
     if path is None or look.source != str(path):
         return {}
-    keys = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed",
-            "strength": "look.strength", "family": "model.family"}
-    return {keys[k]: _panel_value(look, k) for k, v in _look_values(preset).items() if _panel_value(look, k) != v}
+    return {ESSENTIALS[k]: _panel_value(look, k) for k, v in _look_values(preset).items() if _panel_value(look, k) != v}
 
 
 def current_preset(context) -> Preset:
@@ -91,7 +106,12 @@ def current_preset(context) -> Preset:
     data = preset.to_dict()
     for dotted, value in changed.items():
         section, key = dotted.split(".")
-        data[section][key] = value
+        if section == "triggers":
+            shift = value - data["triggers"][0]["frame"]
+            for trigger in data["triggers"]:
+                trigger["frame"] += shift
+        else:
+            data[section][key] = value
     return preset_from_dict(data, source=f"{path} with the panel's edits")
 
 
@@ -287,6 +307,16 @@ class RubbleLook(bpy.types.PropertyGroup):
         name="Model", items=[(name, name, f"[model] family = \"{name}\"") for name in model_family.FAMILIES],
         description="The model family ([model] family); a family needs its own sizes, windows and controls, "
                     "so switching may be refused with what to change (the Wan presets have them)")
+    storeys: bpy.props.IntProperty(name="Storeys", min=1, max=60, description="[building] storeys")
+    bays_x: bpy.props.IntProperty(name="Bays X", min=1, max=40, description="[building] bays_x: bays along the facade")
+    bays_y: bpy.props.IntProperty(name="Bays Y", min=1, max=40, description="[building] bays_y: bays in depth")
+    material: bpy.props.EnumProperty(name="Material", items=[(name, name.title(), f"[building] material = \"{name}\"")
+                                                             for name in MATERIALS],
+                                     description="What the frame is built of: its strength decides what breaks")
+    trigger_frame: bpy.props.IntProperty(name="Trigger Frame", min=0, max=MAX_FRAME,
+                                         description="The first trigger's frame ([[triggers]] frame); the others "
+                                                     "move by as much, so a sequence keeps its timing")
+    has_triggers: bpy.props.BoolProperty(options={"HIDDEN"})  # the preset has a trigger frame to move
     source: bpy.props.StringProperty(options={"HIDDEN"})  # the preset file these values came from
 
 
@@ -310,8 +340,12 @@ class RUBBLE_PT_presets(bpy.types.Panel):
         look = context.scene.rubble_look
         if path is not None and look.source == str(path):
             column = layout.column()
-            for key in ("prompt", "negative_prompt", "seed", "strength", "family"):
+            for key in LOOK_KEYS:
                 column.prop(look, key)
+            column = layout.column(heading="Building")
+            for key in BUILDING_KEYS:
+                if key != "trigger_frame" or look.has_triggers:
+                    column.prop(look, key)
         elif path is not None:
             layout.operator("rubble.preset_reload", text="Edit Look Here", icon="GREASEPENCIL")
         row = layout.row(align=True)

@@ -91,6 +91,24 @@ def test_generate_final_runs_with_the_edited_look_and_refuses_a_bad_edit(user_pr
     assert not (tmp_path / "shot").exists()
 
 
+def test_building_essentials_and_the_trigger_frame_are_edited_in_place(user_presets):
+    context = bpy.context
+    look = context.scene.rubble_look
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    default = load_preset(REPO / "presets" / "default.toml")
+    assert (look.storeys, look.bays_x, look.material, look.trigger_frame) == (
+        default.building.storeys, default.building.bays_x, default.building.material, default.triggers[0].frame)
+    look.storeys, look.bays_y, look.material = 4, 3, "masonry"
+    look.trigger_frame = default.triggers[0].frame + 5
+    edited = presets.current_preset(context)
+    assert (edited.building.storeys, edited.building.bays_y, edited.building.material) == (4, 3, "masonry")
+    assert [t.frame for t in edited.triggers] == [t.frame + 5 for t in default.triggers], "the sequence keeps its timing"
+    assert edited.building.bays_x == default.building.bays_x and edited.look == default.look
+    look.trigger_frame = 10_000  # past the shot's end: the preset checks say so, naming the key
+    with pytest.raises(PresetError, match=r"triggers"):
+        presets.current_preset(context)
+
+
 def test_the_model_family_is_picked_in_place_and_a_preset_that_cannot_run_it_says_what_to_change(user_presets):
     context = bpy.context
     scene = context.scene
