@@ -393,33 +393,7 @@ def stage_generate(job: ShotJob) -> Iterator[Progress]:
     if missing:
         raise StageError(f"Passes are missing or stale for {len(missing)} frames (first: {missing[0]}). "
                          "Render them first (stage `passes`; on a farm, every chunk must finish before `generate`).")
-    args = ["generate", str(job.shot_dir)]
-    if job.weights:
-        args += ["--weights", job.weights]
-    if job.tiny_model:
-        args += ["--tiny-model", str(job.tiny_model)]
-    run = backend.BackendRun(args, job.shot_dir, python)
-    try:
-        ended = False
-        while not ended:
-            if job.cancel_requested and not run.cancel_sent:
-                run.cancel()
-            events, ended = run.poll()
-            for event in events:
-                if event["type"] == "progress":
-                    yield Progress(f"generate:{event.get('stage', '')}", event.get("done", 0),
-                                   event.get("total", 0), event.get("message", ""))
-                elif event["type"] == "warning":
-                    yield Progress("generate", 0, 0, f"WARNING [{event.get('code')}]: {event.get('message')}")
-            if not events and not ended:
-                time.sleep(0.05)
-                yield Progress("generate", 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
-        run.finish()
-    except backend.BackendCancelled as exc:
-        raise Cancelled(str(exc)) from None
-    finally:
-        if run.running():
-            run.stop()
+    yield from relay_backend(job, "generate", ["generate", str(job.shot_dir)])
     job.stamps.record("generate", job.generate_key())
     yield Progress("generate", 1, 1, "frames written")
 
@@ -458,15 +432,16 @@ def _require_passes(job: ShotJob, what: str) -> None:
                          f"render them before {what} (stage `passes`).")
 
 
-def _backend_stage(job: ShotJob, stage: str, args: list[str]) -> Iterator[Progress]:
-    """Run a backend command that loads the model (the job's --weights / --tiny-model), relaying its
-    progress and warnings; its result events land in job.results[stage]."""
-    python = backend.find_backend_python(job.backend_python)
+def relay_backend(job: ShotJob, stage: str, args: list[str], log_name: str = "backend.log") -> Iterator[Progress]:
+    """Run `python -m inference ARGS` with the job's --weights / --tiny-model (on the warm backend when
+    one answers, else as a process), relaying its progress and warnings as `stage` progress; Cancel
+    (job.cancel_requested) stops it after the current step. Returns its result events."""
+    args = [*args]
     if job.weights:
         args += ["--weights", job.weights]
     if job.tiny_model:
         args += ["--tiny-model", str(job.tiny_model)]
-    run = backend.BackendRun(args, job.shot_dir, python, log_name=f"{stage}.log")
+    run = backend.BackendRun(args, job.shot_dir, backend.find_backend_python(job.backend_python), log_name=log_name)
     try:
         ended = False
         while not ended:
@@ -482,19 +457,20 @@ def _backend_stage(job: ShotJob, stage: str, args: list[str]) -> Iterator[Progre
             if not events and not ended:
                 time.sleep(0.05)
                 yield Progress(stage, 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
-        job.results[stage] = run.finish()
+        return run.finish()
     except backend.BackendCancelled as exc:
         raise Cancelled(str(exc)) from None
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        if run.running():  # a process or a warm-backend run (run.proc is None on the server)
+            run.stop()
 
 
 def stage_estimate(job: ShotJob) -> Iterator[Progress]:
     """`python -m inference estimate`: the backend writes <shot>/estimate.json, which the panel shows."""
     _require_passes(job, "an estimate")
     sync_manifest_preset(job)
-    yield from _backend_stage(job, "estimate", ["estimate", str(job.shot_dir)])
+    job.results["estimate"] = yield from relay_backend(job, "estimate", ["estimate", str(job.shot_dir)],
+                                                       log_name="estimate.log")
     (result,) = job.results["estimate"]
     yield Progress("estimate", 1, 1, result["message"])
 
@@ -503,7 +479,7 @@ def stage_draft(job: ShotJob) -> Iterator[Progress]:
     """`python -m inference draft` into drafts/, then a "Draft" strip in the edit (the final's stay)."""
     _require_passes(job, "a draft")
     sync_manifest_preset(job)  # the [draft] settings travel in shot.json's preset
-    yield from _backend_stage(job, "draft", ["draft", str(job.shot_dir)])
+    job.results["draft"] = yield from relay_backend(job, "draft", ["draft", str(job.shot_dir)], log_name="draft.log")
     drafts = [job.shot_dir / "drafts" / "frames" / f"{f:04d}.png" for f in job.shot_frames()]
     absent = [p for p in drafts if not p.exists()]
     if absent:

@@ -8,14 +8,12 @@ control maps are normalised over the whole shot, so every frame's passes are nee
 backend command, with the progress bar and Esc of Generate Final (operators.PipelineRun)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterator
 
 import bpy
 
 from .. import pipeline
-from ..core import backend
 from ..core.preset import PresetError, load_preset
 from . import operators, presets, results, shot_state
 
@@ -104,32 +102,10 @@ def backend_steps(job: pipeline.ShotJob, frame: int, done: dict) -> Iterator[pip
     """`python -m inference preview SHOT --frame N`, relaying its progress; its result goes in `done`.
     Esc (job.cancel_requested) stops it between steps."""
     args = ["preview", str(job.shot_dir), "--frame", str(frame)]
-    if job.weights:
-        args += ["--weights", job.weights]
-    if job.tiny_model:
-        args += ["--tiny-model", str(job.tiny_model)]
-    run = backend.BackendRun(args, job.shot_dir, backend.find_backend_python(job.backend_python),
-                             log_name="preview.log")
     try:
-        ended = False
-        while not ended:
-            if job.cancel_requested and not run.cancel_sent:
-                run.cancel()
-            events, ended = run.poll()
-            for event in events:
-                if event["type"] == "progress":
-                    yield pipeline.Progress(STAGE, event.get("done", 0), event.get("total", 0), event.get("message", ""))
-                elif event["type"] == "warning":
-                    yield pipeline.Progress(STAGE, 0, 0, f"WARNING [{event.get('code')}]: {event.get('message')}")
-            if not events and not ended:
-                time.sleep(0.05)
-                yield pipeline.Progress(STAGE, 0, 0, "")  # a heartbeat: lets the UI redraw and cancel
-        (done["result"],) = run.finish()
-    except backend.BackendCancelled:
+        (done["result"],) = yield from pipeline.relay_backend(job, STAGE, args, log_name="preview.log")
+    except pipeline.Cancelled:
         raise pipeline.Cancelled("Preview cancelled; nothing of it was written (the passes rendered are kept).") from None
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
 
 
 class RUBBLE_OT_preview_frame(operators.PipelineRun, bpy.types.Operator):

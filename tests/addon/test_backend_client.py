@@ -149,6 +149,16 @@ def test_the_client_runs_commands_on_the_warm_backend_when_it_answers_the_token(
         assert [e["type"] for e in events] == ["error"], events
         assert "rubble.shot/2" in str(err.value) and "rubble.shot/1" in str(err.value)
         assert "rubble.shot/2" in run.log_path.read_text(), "the server's stderr for the run goes to the shot's log"
+        # The stages relay a run on the server as they relay a process (draft, estimate, preview once
+        # ended with AttributeError there: a server run has no process to poll).
+        from types import SimpleNamespace
+
+        from addon import pipeline
+
+        job = SimpleNamespace(shot_dir=shot, weights=None, tiny_model=None, backend_python=backend_python,
+                              cancel_requested=False)
+        with pytest.raises(backend.BackendError, match="rubble.shot/2"):
+            list(pipeline.relay_backend(job, "estimate", ["validate", str(shot)]))
         # The same file with another token: that server is not ours to use, so a subprocess runs it.
         forged = tmp_path / "forged.json"
         forged.write_text(json.dumps({**json.loads(state.read_text()), "token": "not-the-token"}))
