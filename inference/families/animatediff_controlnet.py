@@ -17,7 +17,7 @@ from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
 from ..shot import Shot
-from .common import conditioning, control_hashes, model_identity, runtime  # shared with the other families
+from .common import conditioning, control_hashes, model_identity, runtime, windows_to_do  # shared with the other families
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
@@ -145,15 +145,8 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     identity = model_identity(models.describe(spec))
     dtype = memory.dtype_name(device, shot.memory)
     controls = control_hashes(shot)
-    todo, skipped = [], []
-    for window in chosen:
-        inputs = window_inputs(shot, identity, runtime(device, dtype), controls, window)
-        record = windows.read_record(records, window)
-        if record is not None and record.get("inputs_sha256") == files.sha256_json(inputs):
-            skipped.append(window.index)
-            protocol.progress("window", window.index, len(plan), f"window {window.index} unchanged, skipped")
-        else:
-            todo.append((window, inputs))
+    todo, skipped = windows_to_do(
+        plan, chosen, lambda window: window_inputs(shot, identity, runtime(device, dtype), controls, window), records)
     if not todo:
         return {"generated": [], "skipped": skipped}
 

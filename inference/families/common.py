@@ -7,7 +7,7 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
-from .. import control, files, windows
+from .. import control, files, protocol, windows
 from ..shot import Shot
 
 
@@ -81,3 +81,18 @@ def write_record(shot: Shot, window: windows.Window, frames: list[int], inputs: 
             **details,
         },
     )
+
+
+def windows_to_do(plan: list, chosen: list, inputs_of, records_root) -> tuple[list, list[int]]:
+    """The chosen windows to generate, as (window, inputs), and the indices of those kept: a window is
+    kept (resume) when its record under `records_root` was made from exactly today's inputs."""
+    todo, skipped = [], []
+    for window in chosen:
+        inputs = inputs_of(window)
+        record = windows.read_record(records_root, window)
+        if record is not None and record.get("inputs_sha256") == files.sha256_json(inputs):
+            skipped.append(window.index)
+            protocol.progress("window", window.index, len(plan), f"window {window.index} unchanged, skipped")
+        else:
+            todo.append((window, inputs))
+    return todo, skipped

@@ -36,7 +36,8 @@ from ..models import ModelSpec, Source, _weights
 from ..protocol import BackendError
 from ..shot import Shot
 from . import wan_tiny
-from .common import conditioning, control_hashes, model_identity, runtime, write_frames, write_record
+from .common import (conditioning, control_hashes, model_identity, runtime, windows_to_do, write_frames,
+                     write_record)
 
 LATENT_CHANNELS = 16  # Wan VAE z_dim
 VAE_SCALE_FACTOR = 8  # Wan VAE spatial downsampling
@@ -243,15 +244,8 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     identity = model_identity(models.describe(spec))
     dtype = memory.dtype_name(device, shot.memory)
     controls = control_hashes(shot)
-    todo, skipped = [], []
-    for window in chosen:
-        inputs = window_inputs(shot, identity, runtime(device, dtype), controls, window)
-        record = windows.read_record(shot.directory, window)
-        if record is not None and record.get("inputs_sha256") == files.sha256_json(inputs):
-            skipped.append(window.index)
-            protocol.progress("window", window.index, len(plan), f"window {window.index} unchanged, skipped")
-        else:
-            todo.append((window, inputs))
+    todo, skipped = windows_to_do(
+        plan, chosen, lambda window: window_inputs(shot, identity, runtime(device, dtype), controls, window), shot.directory)
     if not todo:
         return {"generated": [], "skipped": skipped}
 
