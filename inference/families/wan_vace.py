@@ -12,18 +12,15 @@
 - Long shots: diffusers has no FreeNoise for Wan, so only `[long_shot] mode = "windows"`: independent
   windows whose overlapping frames start from the same latent noise and are cross-faded in pixels by
   blend.py (bench/bench_families.py measures the seam with long_shot.seam_ratio).
-- Prompt: encoded here once per run as diffusers' WanVACEPipeline._get_t5_prompt_embeds does (pad to
-  512 tokens, zero the embeddings past the prompt), without its ftfy text repair (ftfy is not a
-  dependency; presets are UTF-8 text already), and passed as prompt_embeds.
+- Prompt: encoded once per run by diffusers' own WanVACEPipeline.encode_prompt (ftfy text repair,
+  512 tokens, zeros past the prompt) and passed to every window as prompt_embeds.
 
 Progress events, cancel (CancelFlag in callback_on_step_end), resume (window records with the hash
 of their inputs) and stale_windows work as in the AnimateDiff family (inference/families/common.py).
 """
 
 import dataclasses
-import html
 import json
-import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -256,8 +253,9 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         if pipe is None:
             pipe = load_pipeline(spec, device, dtype, shot.memory)
         _set_flow_shift(pipe, flow_shift(shot))
-        prompt = encode_prompt(pipe, shot.look.prompt)
-        negative = encode_prompt(pipe, shot.look.negative_prompt)
+        prompt, negative = pipe.encode_prompt(
+            shot.look.prompt, shot.look.negative_prompt, do_classifier_free_guidance=True,
+            max_sequence_length=MAX_SEQUENCE_LENGTH, device=pipe._execution_device, dtype=pipe.transformer.dtype)
     except torch.OutOfMemoryError as exc:
         raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, "while loading the model") from exc
     load_seconds = time.perf_counter() - started
@@ -340,22 +338,6 @@ def _window_pixels(pipe, shot: Shot, window, frames: list[int], noise, prompt, n
             "guidance_scale; then run generate again: this window is redone.",
         )
     return pixels
-
-
-def encode_prompt(pipe, text: str):
-    """(1, 512, d) text embeddings as WanVACEPipeline._get_t5_prompt_embeds makes them, without ftfy."""
-    import torch
-
-    text = re.sub(r"\s+", " ", html.unescape(html.unescape(text)).strip())  # diffusers' prompt_clean, less ftfy
-    tokens = pipe.tokenizer([text], padding="max_length", max_length=MAX_SEQUENCE_LENGTH, truncation=True,
-                            add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    length = int(tokens.attention_mask.sum())
-    device = pipe._execution_device
-    with torch.no_grad():
-        hidden = pipe.text_encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device)).last_hidden_state
-    hidden = hidden.clone()
-    hidden[:, length:] = 0  # the padding's embeddings are zeros, as in diffusers
-    return hidden.to(pipe.transformer.dtype)
 
 
 def _set_flow_shift(pipe, shift: float) -> None:

@@ -188,3 +188,31 @@ def test_the_tiny_wan_has_the_hub_layout_and_sharded_weights_load(tiny_model, tm
     pipe = wan_vace.load_pipeline(ModelSpec(True, (source,)), "cpu", "float32")
     loaded = dict(pipe.transformer.named_parameters())
     assert all(torch.equal(p, loaded[name]) for name, p in transformer.named_parameters())
+
+
+def test_a_wan_window_equals_the_plain_diffusers_call_prompt_cleaning_included(tiny_model, tmp_path):
+    """A Wan window made by `generate` (prompt encoded once by diffusers, control maps as a tensor, the
+    shot's latents) has the frames of a plain WanVACEPipeline call given the prompt strings (with
+    mojibake and an HTML entity that diffusers' prompt_clean repairs) and the control PNGs."""
+    import numpy as np
+    import torch
+
+    from inference import shot as shot_module
+    from inference.families import wan_vace
+
+    look = {"steps": 2, "prompt": "a cafÃ© collapsing, dust", "negative_prompt": "blurry &amp; low quality"}
+    path = wan_shot(tmp_path / "shot", frames=5, look=look)
+    run = run_backend("generate", str(path), "--tiny-model", str(tiny_model), timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shot = shot_module.load(path)
+    ours = np.stack([np.asarray(Image.open(path / "windows" / "000" / f"{f:04d}.png")) for f in range(1, 6)])
+
+    pipe = wan_vace.load_pipeline(wan_vace.tiny_spec(tiny_model, None), "cpu", "float32")
+    maps = [Image.open(shot.directory / "control" / "depth" / f"{f:04d}.png").convert("RGB") for f in range(1, 6)]
+    wan_vace._set_flow_shift(pipe, wan_vace.flow_shift(shot))
+    plain = pipe(prompt=look["prompt"], negative_prompt=look["negative_prompt"], video=maps,
+                 conditioning_scale=1.0, height=48, width=64, num_frames=5, num_inference_steps=2,
+                 guidance_scale=shot.look.guidance_scale, latents=torch.from_numpy(wan_vace.shot_latents(shot))[None],
+                 output_type="np").frames[0]
+    expected = np.round(np.clip(plain, 0, 1) * 255).astype(np.uint8)
+    assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1  # float paths differ below one level
