@@ -7,7 +7,7 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
-from .. import control, files, protocol, windows
+from .. import control, files, memory, pipeline_cache, protocol, windows
 from ..shot import Shot
 
 
@@ -96,3 +96,36 @@ def windows_to_do(plan: list, chosen: list, inputs_of, records_root) -> tuple[li
         else:
             todo.append((window, inputs))
     return todo, skipped
+
+
+def with_offload_retry(make, pipe, shot: Shot, device: str, window: windows.Window, offloaded: bool):
+    """`make()` (one window's frames); on GPU out-of-memory, once more with model CPU offload where
+    [memory] retry_with_offload allows it and the pipeline is not offloaded yet. Returns (result,
+    retried); an out-of-memory that is not retried is a BackendError naming the switches that help."""
+    import torch
+
+    where = f"in window {window.index} (frames {shot.frames[window.start]}–{shot.frames[window.stop - 1]})"
+    try:
+        return make(), False
+    except torch.OutOfMemoryError as exc:
+        if offloaded or not memory.can_retry(shot.memory):
+            raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, where) from exc
+    # Out of the except block: the failed attempt's traceback (and the tensors its frames hold) is gone.
+    memory.retrying(window.index)
+    release_cache(device)
+    memory.enable_offload(pipe, device)
+    pipeline_cache.discard()  # now offloaded: the next run starts from a fresh load
+    try:
+        return make(), True
+    except torch.OutOfMemoryError as again:
+        raise memory.out_of_memory(again, shot.memory, shot.long_shot.mode, where, retried=True) from again
+
+
+def release_cache(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()

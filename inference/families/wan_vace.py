@@ -33,8 +33,8 @@ from ..models import ModelSpec, Source, _weights
 from ..protocol import BackendError
 from ..shot import Shot
 from . import wan_tiny
-from .common import (conditioning, control_hashes, model_identity, runtime, windows_to_do, write_frames,
-                     write_record)
+from .common import (conditioning, control_hashes, model_identity, runtime, windows_to_do, with_offload_retry,
+                     write_frames, write_record)
 
 LATENT_CHANNELS = 16  # Wan VAE z_dim
 VAE_SCALE_FACTOR = 8  # Wan VAE spatial downsampling
@@ -264,6 +264,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
     steps = shot.look.steps
     total_steps = steps * len(todo)
     generated = []
+    offloaded = shot.memory.offload != "none"
     for position, (window, inputs) in enumerate(todo):
         cancel.check()
         frames = shot.frames[window.start : window.stop]
@@ -276,11 +277,10 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             )
             return tensors
 
-        try:
-            pixels = _window_pixels(pipe, shot, window, frames, noise, prompt, negative, on_step)
-        except torch.OutOfMemoryError as exc:
-            where = f"in window {window.index} (frames {frames[0]}–{frames[-1]})"
-            raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, where) from exc
+        pixels, retried = with_offload_retry(
+            lambda: _window_pixels(pipe, shot, window, frames, noise, prompt, negative, on_step),
+            pipe, shot, device, window, offloaded)
+        offloaded = offloaded or retried
         write_frames(shot, window, frames, pixels)
         seconds = time.perf_counter() - started
         write_record(
@@ -288,8 +288,8 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             seconds=round(seconds, 3),
             model_load_seconds=round(load_seconds, 3),
             latents_sha256=noise_warp.latents_sha256(noise[0, :, _latent_slice(window)].numpy()),
-            offload=shot.memory.offload,
-            retried_with_offload=False,
+            offload="model" if offloaded and shot.memory.offload == "none" else shot.memory.offload,
+            retried_with_offload=retried,
             attention=sorted({type(p).__name__ for p in pipe.transformer.attn_processors.values()}),
         )
         generated.append(window.index)

@@ -220,3 +220,20 @@ def rewrite_channels(path: Path, change) -> None:
         for part in dict.fromkeys(names.values())
     ]
     OpenEXR.File(parts).write(str(path))
+
+
+class OutOfMemoryHook:
+    """A forward pre-hook on the denoiser (AnimateDiff's UNet, Wan's transformer) that raises CUDA
+    out-of-memory on its next `failures` calls (the pipeline itself is untouched). Counts the calls."""
+
+    def __init__(self, pipe, failures: int = 0):
+        self.failures, self.calls = failures, 0
+        (pipe.unet if hasattr(pipe, "unet") else pipe.transformer).register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        import torch
+
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_shot, run_backend
+from conftest import REPO, OutOfMemoryHook, make_shot, run_backend
 
 WAN_MODEL = {"family": "wan-vace", "width": 64, "height": 48, "window": 5, "overlap": 1}
 WAN_CONTROLS = [{"kind": "depth", "model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
@@ -216,3 +216,40 @@ def test_a_wan_window_equals_the_plain_diffusers_call_prompt_cleaning_included(t
                  output_type="np").frames[0]
     expected = np.round(np.clip(plain, 0, 1) * 255).astype(np.uint8)
     assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1  # float paths differ below one level
+
+
+def test_a_wan_window_that_runs_out_of_memory_is_retried_once_with_offload(tmp_path, tiny_model):
+    """As AnimateDiff's: the window is retried with model CPU offload, the retry is warned about and
+    recorded, and the frames are those of a run that never ran out of memory."""
+    import io
+    import signal
+
+    import numpy as np
+
+    from inference import control, protocol
+    from inference import shot as shot_module
+    from inference.cancel import CancelFlag
+    from inference.families import wan_vace
+
+    spec = wan_vace.tiny_spec(tiny_model, None)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stream, protocol._stream = protocol._stream, io.StringIO()
+    try:
+        for name, failures in (("clean", 0), ("retried", 1)):
+            shot = shot_module.load(wan_shot(tmp_path / name, frames=5, look={"steps": 2}))
+            control.derive(shot, shot.frames)
+            pipe = wan_vace.load_pipeline(spec, "cpu", "float32")
+            hook = OutOfMemoryHook(pipe, failures)
+            wan_vace.run(shot, spec, "cpu", None, CancelFlag(shot.directory), pipe=pipe)
+        events = [json.loads(line) for line in protocol._stream.getvalue().splitlines()]
+    finally:
+        protocol._stream = stream
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert hook.calls == 1 + 2 * 2, "the failed call, then 2 steps x (conditional, unconditional)"
+    assert [e["code"] for e in events if e["type"] == "warning"] == ["out_of_memory_retry"]
+    record = json.loads((tmp_path / "retried" / "windows" / "000" / "record.json").read_text())
+    assert record["retried_with_offload"] is True and record["offload"] == "model"
+    pngs = {name: np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / name / "windows" / "000").glob("*.png"))])
+            for name in ("clean", "retried")}
+    assert pngs["clean"].shape[0] == 5 and np.array_equal(pngs["clean"], pngs["retried"]), "offload changes no pixel"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_shot, run_backend
+from conftest import OutOfMemoryHook, REPO, make_shot, run_backend
 
 SIZE = {"size": (64, 48), "model": {"width": 64, "height": 48}}  # the shot's size = the model's: no resize
 FREE_NOISE = {"mode": "free_noise", "context_length": 4, "context_stride": 2}
@@ -278,23 +278,6 @@ def test_sigterm_stops_after_the_current_step_and_keeps_finished_windows(uninter
 
 
 # -- out of memory --------------------------------------------------------------------------------------------
-
-
-class OutOfMemoryHook:
-    """A forward pre-hook on the UNet that raises CUDA out-of-memory on its next `failures` calls
-    (the pipeline itself is untouched). Counts the calls."""
-
-    def __init__(self, pipe, failures: int = 0):
-        self.failures, self.calls = failures, 0
-        pipe.unet.register_forward_pre_hook(self)
-
-    def __call__(self, module, args):
-        import torch
-
-        self.calls += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
 def fresh_pipe(tiny_model: Path):
