@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--preset", type=Path, help="a preset .toml instead of a shot (default: presets/default.toml)")
     # fetch.VARIANTS, spelled here: importing fetch.py imports PIL, and a broken environment's
     # `doctor` must still parse its command line (tests/inference/test_fetch.py checks they agree).
+    sub.add_argument("--no-draft", dest="draft", action="store_false",
+                     help="leave out the draft tier's models ([draft]: AnimateLCM and its LoRA), fetched by default")
     sub.add_argument("--variant", choices=("fp16", "full"), default="fp16",
                      help="fp16 (default): diffusers' half-size fp16 weights where the repository has them; "
                           "full: the full-precision files")
@@ -430,17 +432,19 @@ def tiny_model(args) -> int:
 def fetch(args) -> int:
     from dataclasses import replace
 
+    from . import draft, models, upscale
     from . import fetch as fetch_module
-    from . import models, upscale
     from . import shot as shot_module
 
     if args.shot:
         loaded = shot_module.load(args.shot)
-        model, upscaler = loaded.model, loaded.upscale
+        model, upscaler, drafts = loaded.model, loaded.upscale, draft.settings(loaded)
     else:
-        model, upscaler = _preset_model(args.preset or DEFAULT_PRESET), _preset_upscale(args.preset or DEFAULT_PRESET)
+        preset = args.preset or DEFAULT_PRESET
+        model, upscaler, drafts = _preset_model(preset), _preset_upscale(preset), _preset_draft(preset)
     spec = models.real_spec(model)
-    report = fetch_module.run(replace(spec, sources=spec.sources + upscale.fetch_sources(upscaler)), args.variant)
+    extra = upscale.fetch_sources(upscaler) + (draft.fetch_sources(model.family, drafts) if args.draft else ())
+    report = fetch_module.run(replace(spec, sources=spec.sources + extra), args.variant)
     protocol.result("fetch", [], **report)
     return protocol.EXIT_OK
 
@@ -463,6 +467,18 @@ def doctor(args) -> int:
     report = doctor_module.check(load_model, args.tiny_model, load_upscaler)
     protocol.result("doctor", [], **report)
     return protocol.EXIT_OK
+
+
+def _preset_draft(path: Path):
+    """A preset file's [draft] settings (defaults when it has none)."""
+    from . import draft
+
+    try:
+        return draft.parse(tomllib.loads(Path(path).read_text(encoding="utf-8")).get("draft") or {})
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
+        raise BackendError("bad_preset", f"Could not read the [draft] settings of the preset {path}: "
+                           f"{type(exc).__name__}: {exc}",
+                           "Fix the [draft] section (presets/default.toml is the reference).") from exc
 
 
 def _preset_upscale(path: Path):

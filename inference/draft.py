@@ -124,6 +124,20 @@ def spec(shot: Shot, weights: str, tiny_location: Path) -> models.ModelSpec:
     return replace(resolved, sources=tuple(adapter if s.role == "motion_adapter" else s for s in resolved.sources))
 
 
+def fetch_sources(family: str, draft: Draft) -> tuple[models.Source, ...]:
+    """The draft tier's repositories for `fetch` and `doctor`, for a family that drafts: the few-step
+    motion adapter and, unless [draft] lora is "", the LCM LoRA file."""
+    if family not in FAMILIES:
+        return ()
+    sources = [models.Source("draft_motion_adapter", draft.motion_adapter, draft.motion_adapter_revision,
+                             models.SINGLE_MODEL_FILES, (),
+                             ("[draft] motion_adapter", "[draft] motion_adapter_revision"))]
+    if draft.lora and not Path(draft.lora).expanduser().is_file():
+        sources.append(models.Source("draft_lora", draft.lora, draft.lora_revision, (((draft.lora_weight_name,),),),
+                                     (), ("[draft] lora", "[draft] lora_revision")))
+    return tuple(sources)
+
+
 def lora_file(draft: Draft, model_spec: models.ModelSpec) -> Path | None:
     """The LCM LoRA on this machine (a file, a folder holding lora_weight_name, or the hub id in the
     Hugging Face cache), None when [draft] lora is "" or the base is the tiny model (it has no LoRA
@@ -144,8 +158,8 @@ def lora_file(draft: Draft, model_spec: models.ModelSpec) -> Path | None:
         raise BackendError(
             "missing_weights",
             f"[draft] lora = {draft.lora!r}: {draft.lora_weight_name} is not on this machine.",
-            f"Download it first (huggingface-cli download {draft.lora} {draft.lora_weight_name} --revision "
-            f"{draft.lora_revision}), or set [draft] lora = \"\" to draft without the LCM LoRA.",
+            "Run `python -m inference fetch SHOT` on a machine with network access (it fetches the draft's "
+            "adapter and LoRA with the preset's models), or set [draft] lora = \"\" to draft without the LCM LoRA.",
         )
     return found
 

@@ -85,6 +85,9 @@ class Source:
     revision: str | None
     required: tuple[tuple[tuple[str, ...], ...], ...]  # requirements -> options -> files, see BASE_FILES
     optional: tuple[str, ...] = ()  # read when present, see BASE_OPTIONAL
+    # Where the preset names it and pins its revision, for messages, e.g. ("[upscale] model",
+    # "[upscale] revision"); None: [model] <role> or the role's [[controls]] table.
+    settings: tuple[str, str] | None = None
 
     @property
     def directory(self) -> Path | None:
@@ -175,16 +178,20 @@ def controlnet_role(kind: str) -> str:
     return f"controlnet:{kind}"
 
 
-def _setting(role: str) -> str:
-    """Where the preset names a role's model, for messages."""
-    kind = role.removeprefix("controlnet:")
-    return f"[[controls]] kind = {kind!r}" if kind != role else f"[model] {role}"
+def _setting(source: Source) -> str:
+    """Where the preset names a source's model, for messages."""
+    if source.settings:
+        return source.settings[0]
+    kind = source.role.removeprefix("controlnet:")
+    return f"[[controls]] kind = {kind!r}" if kind != source.role else f"[model] {source.role}"
 
 
-def _revision_setting(role: str) -> str:
-    """Where the preset pins a role's revision, for messages."""
-    kind = role.removeprefix("controlnet:")
-    return f"the [[controls]] table of kind {kind!r}: revision" if kind != role else f"[model] {role}_revision"
+def _revision_setting(source: Source) -> str:
+    """Where the preset pins a source's revision, for messages."""
+    if source.settings:
+        return source.settings[1]
+    kind = source.role.removeprefix("controlnet:")
+    return f"the [[controls]] table of kind {kind!r}: revision" if kind != source.role else f"[model] {source.role}_revision"
 
 
 def tiny_spec(tiny_dir: Path, controls) -> ModelSpec:
@@ -226,7 +233,7 @@ def unpinned_revisions(spec: ModelSpec) -> list[str]:
     for source in spec.sources:
         if source.directory is not None or not _is_hub_id(source.location) or is_pinned(source.revision):
             continue
-        setting = _revision_setting(source.role)
+        setting = _revision_setting(source)
         commit = cached_commit(source)
         if commit:
             how = (f'This machine\'s cache has {source.revision!r} at {commit}: set {setting} = "{commit}" '
@@ -271,7 +278,7 @@ def download_hint(spec: ModelSpec) -> str:
 
     hub = [s for s in spec.sources if s.directory is None and _is_hub_id(s.location)]
     local = [s for s in spec.sources if s.directory is not None]
-    hints = [f"{s.location!r} ({_setting(s.role)}) is neither a directory on this machine nor a Hugging Face id."
+    hints = [f"{s.location!r} ({_setting(s)}) is neither a directory on this machine nor a Hugging Face id."
              for s in spec.sources if s.directory is None and not _is_hub_id(s.location)]
     if hub:
         named = ", ".join(f"{s.location}@{s.revision}" for s in hub)

@@ -65,7 +65,8 @@ def record_path(shot: Shot, frame: int) -> Path:
 # -- which weights ------------------------------------------------------------------------------
 
 def real_spec(up: Upscale) -> models.ModelSpec:
-    return models.ModelSpec(smoke_test=False, sources=(models.Source(ROLE, up.model, up.revision, FILES, OPTIONAL),))
+    return models.ModelSpec(smoke_test=False, sources=(
+        models.Source(ROLE, up.model, up.revision, FILES, OPTIONAL, ("[upscale] model", "[upscale] revision")),))
 
 
 def fetch_sources(up: Upscale) -> tuple[models.Source, ...]:

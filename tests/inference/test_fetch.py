@@ -12,11 +12,16 @@ import pytest
 
 from conftest import REPO, make_shot, run_backend
 from inference import fetch, models
+from inference import tiny_model as tiny_model_module
 from inference import shot as shot_module
 from test_models import hub_cache  # noqa: F401 (a fixture)
 from test_models import IDS, KINDS, ROLES, fake_hub_cache, hub_settings, preset_parts
 
 PICKLES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+# The draft tier ([draft]) at test repositories: its motion adapter is the tiny model's second adapter.
+DRAFT = {"motion_adapter": "rubble-test/animatelcm", "motion_adapter_revision": "main", "lora": "rubble-test/lcm-lora",
+         "lora_revision": "main", "lora_weight_name": "lcm_lora.safetensors"}
+DRAFT_ADAPTER = tiny_model_module.DRAFT_MOTION_ADAPTER
 
 
 @pytest.fixture
@@ -162,7 +167,8 @@ def test_a_complete_cache_fetches_nothing_even_offline(tiny_model, tmp_path, clo
     snapshots = fake_hub_cache(tiny_model, tmp_path / "hub", fp16=True, symlinks=True)
     preset = write_preset(tmp_path / "preset.toml", *hub_model({"base": snapshots["base"].name}))  # base pinned
     for offline in (False, True):
-        run = run_backend("fetch", "--preset", str(preset), env=fetch_env(tmp_path / "hub", closed_endpoint, offline))
+        run = run_backend("fetch", "--preset", str(preset), "--no-draft",  # the cache holds the final's models
+                          env=fetch_env(tmp_path / "hub", closed_endpoint, offline))
         assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
         assert not run.of_type("progress"), "nothing to download, so no download progress"
         (result,) = run.of_type("result")
@@ -231,11 +237,12 @@ class FakeHub:
         import hashlib
 
         self.files = {}  # repo -> {name: bytes}
-        for role, repo in IDS.items():
-            root = tiny / ROLES[role]
+        folders = {**{IDS[role]: tiny / ROLES[role] for role in IDS}, DRAFT["motion_adapter"]: tiny / DRAFT_ADAPTER}
+        for repo, root in folders.items():
             files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
             files.update({n.replace(".safetensors", ".bin"): b"pickle" for n in list(files) if n.endswith(".safetensors")})
             self.files[repo] = files
+        self.files[DRAFT["lora"]] = {DRAFT["lora_weight_name"]: b"lora weights", "README.md": b"# a LoRA"}
         self.sha256 = {(r, n): hashlib.sha256(b).hexdigest() for r, fs in self.files.items() for n, b in fs.items()}
         self.requests = []
 
@@ -297,9 +304,17 @@ def fake_hub(tiny_model):
     server.server_close()
 
 
+def set_draft(shot: Path, **draft) -> None:
+    data = json.loads((shot / "shot.json").read_text())
+    data["preset"]["draft"].update(draft)
+    (shot / "shot.json").write_text(json.dumps(data))
+
+
 def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake_hub, tmp_path):
+    """The final's models and the draft tier's (its motion adapter, and its LoRA's one file)."""
     model, controls = hub_model()
     shot = make_shot(tmp_path / "shot", frames=1, model=model, controls=controls)
+    set_draft(shot, **DRAFT)
     env = fetch_env(tmp_path / "hub", fake_hub.endpoint, offline=False)
     run = run_backend("fetch", str(shot), "--variant", "full", env=env)
     assert run.returncode == 0, run.stderr + json.dumps(run.of_type("error"))
@@ -309,9 +324,10 @@ def test_fetch_downloads_exactly_the_loaders_files_and_a_second_run_nothing(fake
     for record in result["models"]:
         repo = record["id"]
         assert record["state"] == "fetched" and record["commit"] == FakeHub.COMMIT
-        expected = {n: len(b) for n, b in fake_hub.files[repo].items() if not n.endswith(".bin")}
+        expected = {n: len(b) for n, b in fake_hub.files[repo].items() if n.endswith((".json", ".safetensors"))}
         assert record["files"] == expected, "every safetensors/config/tokenizer file, no pickle"
         assert {n for m, r, n in downloaded if r == repo and m == "GET"} == set(expected)
+    assert [r["role"] for r in result["models"]][-2:] == ["draft_motion_adapter", "draft_lora"]
     assert result["fetched_bytes"] == result["total_bytes"] == sum(sum(r["files"].values()) for r in result["models"])
     progress = run.of_type("progress")
     assert progress[-1]["done"] == progress[-1]["total"] == result["fetched_bytes"]
@@ -332,3 +348,26 @@ def test_the_command_line_offers_exactly_the_fetch_variants():
     fetch_command = _parser()._subparsers._group_actions[0].choices["fetch"]
     (variant,) = [a for a in fetch_command._actions if a.dest == "variant"]
     assert tuple(variant.choices) == fetch.VARIANTS and variant.default == fetch.DEFAULT_VARIANT
+
+
+def test_the_draft_tier_is_fetched_unless_left_out_and_its_revisions_are_named_by_their_keys(fake_hub, tmp_path):
+    model, controls = hub_model()
+    shot = make_shot(tmp_path / "shot", frames=1, model=model, controls=controls)
+    set_draft(shot, **DRAFT)
+    env = fetch_env(tmp_path / "hub", fake_hub.endpoint, offline=False)
+    left_out = run_backend("fetch", str(shot), "--no-draft", env=env)
+    assert left_out.returncode == 0, left_out.stderr
+    assert [r["role"] for r in left_out.of_type("result")[0]["models"]] == list(IDS)
+    assert not any(DRAFT["lora"] in p or DRAFT["motion_adapter"] in p for _, p in fake_hub.requests)
+    run = run_backend("fetch", str(shot), env=env)
+    assert run.returncode == 0, run.stderr
+    warnings = [w["message"] for w in run.of_type("warning") if w["code"] == "revision_not_pinned"]
+    assert any(m.startswith(f"{DRAFT['motion_adapter']}: revision 'main'")
+               and "set [draft] motion_adapter_revision = " in m for m in warnings)
+    assert any(m.startswith(f"{DRAFT['lora']}: revision 'main'") and "set [draft] lora_revision = " in m
+               for m in warnings)
+    # The draft is AnimateDiff's: a Wan preset has no draft models to fetch.
+    from inference import draft
+
+    assert draft.fetch_sources("wan-vace", draft.Draft()) == ()
+    assert [s.role for s in draft.fetch_sources("animatediff-controlnet", draft.Draft(lora=""))] == ["draft_motion_adapter"]
