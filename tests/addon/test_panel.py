@@ -123,11 +123,12 @@ def _pretend_done(shot_dir, job):
         (shot_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (shot_dir / name).write_bytes(b"x")
     scene = ownership.new_scene("Rubble", ownership.SHOT)
-    scene["rubble_scene_key"], scene["rubble_shot_dir"] = job.scene_key(), str(job.shot_dir)
+    scene["rubble_scene_key"], scene["rubble_camera_key"] = job.scene_key(), job.camera_key()
+    scene["rubble_shot_dir"] = str(job.shot_dir)
 
 
 def test_states_from_the_stamps(tmp_path):
-    keys = StageKeys(scene="s1", passes="p1", generate="g1", composite="c1")
+    keys = StageKeys(scene="s1", camera="k1", passes="p1", generate="g1", composite="c1")
     frames = range(1, 5)
     assert {s.state for s in stage_states(tmp_path, keys, frames, None).values()} == {MISSING}
     stamps = Stamps(tmp_path)
@@ -138,7 +139,7 @@ def test_states_from_the_stamps(tmp_path):
     for f in (1, 2):
         (tmp_path / "passes" / f"{f:04d}.exr").write_bytes(b"x")
     stamps.record("composite", "c1")
-    states = stage_states(tmp_path, keys, frames, "s0")
+    states = stage_states(tmp_path, keys, frames, ("s0", "k1"))
     assert states["build"] == stage_status.StageState(STALE, "preset changed")
     assert states["bake"] == stage_status.StageState(STALE, "shot.blend was deleted")
     assert states["passes"] == stage_status.StageState(STALE, "1 of 4 frames up to date")
@@ -178,6 +179,13 @@ def test_panel_draws_every_state_and_greys_out_what_cannot_run(session, tmp_path
         "up to date", "up to date", "stale (0 of 4 frames up to date)",
         "stale (inputs changed)", "stale (inputs changed)"]
     assert not enabled(drawn, "rubble.stage_generate")
+
+    # The camera alone changes: the build re-aims it and the bake is kept; the passes and after are stale.
+    session.preset_path = str(write_preset(tmp_path / "lens.toml", **{**SMALL_SHOT, "camera": {"lens_mm": 50.0}}))
+    drawn = draw()
+    assert states(drawn) == [
+        "stale (camera changed)", "up to date", "stale (0 of 4 frames up to date)",
+        "stale (inputs changed)", "stale (inputs changed)"]
 
     # A run in progress greys out every run button, saying why.
     RUBBLE_OT_generate_final.running_job = types.SimpleNamespace(shot_dir=shot_dir)
