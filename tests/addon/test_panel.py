@@ -225,19 +225,39 @@ def _png(path, size=(8, 4)):
 
 
 def test_results_are_one_click_away(session, tmp_path):
-    """Headless there is no Image Editor to open: the operators load the images as data-blocks."""
+    """After Generate the last frame goes to an Image Editor open in a window and the edit plays in
+    a Sequencer; the contact sheet is one click away. Headless Blender opens no window, but the bpy
+    module keeps one whose areas can be any editor: what they show is what an artist would see.
+    With no Image Editor open the images are only loaded, and the report says so."""
+    from addon.ui import results
+
     shot_dir = tmp_path / "shot"
     job = pipeline.ShotJob(shot_dir=shot_dir, preset=load_preset(session.preset_path))
     _pretend_done(shot_dir, job)
     _png(shot_dir / "contact_sheet.png", (16, 4))
     _png(shot_dir / "frames" / "0004.png")
     shot_state.invalidate()
+    said = results.show(bpy.context, shot_dir, job.shot_frames())  # the factory layout has no Image Editor
+    assert said == ("Rubble: the last frame, 0004.png, is loaded as the image 'Rubble Last Frame' (Blender runs in "
+                    "the background: no Image Editor is open and none can be).")
     assert bpy.ops.rubble.open_contact_sheet() == {"FINISHED"}
     sheet = bpy.data.images["Rubble Contact Sheet"]
     assert sheet.filepath == str(shot_dir / "contact_sheet.png") and tuple(sheet.size) == (16, 4)
+
+    window = bpy.context.window_manager.windows[0]
+    viewer, timeline = sorted(window.screen.areas, key=lambda a: a.width * a.height)[-2:]
+    viewer.ui_type, timeline.ui_type = "IMAGE_EDITOR", "SEQUENCE_EDITOR"
+    edit = ownership.new_scene("Rubble Edit", ownership.EDIT)
     assert bpy.ops.rubble.show_result() == {"FINISHED"}
-    last = bpy.data.images["Rubble Last Frame"]
-    assert last.filepath == str(shot_dir / "frames" / "0004.png") and tuple(last.size) == (8, 4)
+    last = viewer.spaces.active.image
+    assert last.name == "Rubble Last Frame" and last.filepath == str(shot_dir / "frames" / "0004.png")
+    assert tuple(last.size) == (8, 4)
+    assert window.scene == edit and edit.rubble.shot_dir == session.shot_dir  # the edit, with the shot's panel
+    said = results.show(bpy.context, shot_dir, job.shot_frames())
+    assert said.startswith("Rubble: the last frame, 0004.png, is in the Image Editor of the 'Layout' workspace; "
+                           "the edit 'Rubble Edit' ") and said.endswith(" in the Sequencer of the 'Layout' workspace.")
+    assert bpy.ops.rubble.open_contact_sheet() == {"FINISHED"}  # one click: the same Image Editor
+    assert viewer.spaces.active.image == sheet
 
 
 def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):
