@@ -120,6 +120,8 @@ def test_the_camera_is_edited_in_place_and_a_camera_under_the_ground_is_refused(
     edited = presets.current_preset(context)
     assert (edited.camera.lens_mm, edited.camera.orbit_deg, edited.camera.push_in) == (85.0, -30.0, 0.0)
     assert edited.camera.elevation_deg == default.camera.elevation_deg and edited.building == default.building
+    assert bpy.ops.rubble.preset_save_as(name="Tele") == {"FINISHED"}
+    assert load_preset(user_presets / "Tele.toml").camera == edited.camera
     look.elevation_deg = -45.0  # within the field's range, but the camera ends up under the ground
     with pytest.raises(PresetError, match=r"camera\.elevation_deg: -45\.0 puts the camera .* below the ground"):
         presets.current_preset(context)
