@@ -1,9 +1,9 @@
-"""The Preset sub-panel and its operators: pick a shipped or user preset, edit the essentials of
-its look in place, save as, duplicate, import, export. Operators are thin: they call
-core/preset_library.py and report; the panel only draws.
+"""The Preset sub-panel and its operators: pick a shipped or user preset, edit its essentials (look,
+building, first trigger frame, camera) in place, save as, duplicate, import, export. Operators are
+thin: they call core/preset_library.py and report; the panel only draws.
 
-The picked preset is the scene's `rubble.preset_path`. Its prompt, negative prompt and seed are
-copied into `scene.rubble_look` when it is picked; what the artist changes there is applied on
+The picked preset is the scene's `rubble.preset_path`. Its essentials (`ESSENTIALS`) are copied
+into `scene.rubble_look` when it is picked; what the artist changes there is applied on
 top of the file by `current_preset`, which Generate Final runs with. Save As keeps the changes
 as a user preset; picking or reloading a preset discards them.
 """
