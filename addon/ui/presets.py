@@ -385,8 +385,16 @@ class RUBBLE_PT_presets(bpy.types.Panel):
         row.operator("rubble.preset_export", text="Export", icon="EXPORT")
 
 
+class RUBBLE_PT_presets_sequencer(RUBBLE_PT_presets):
+    """The same sub-panel in the sequencer's sidebar, under its Rubble panel."""
+
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_parent_id = "RUBBLE_PT_shot_sequencer"
+
+
 _classes = (RubbleLook, RUBBLE_OT_preset_load, RUBBLE_OT_preset_reload, RUBBLE_OT_preset_save_as,
-            RUBBLE_OT_preset_duplicate, RUBBLE_OT_preset_import, RUBBLE_OT_preset_export, RUBBLE_PT_presets)
+            RUBBLE_OT_preset_duplicate, RUBBLE_OT_preset_import, RUBBLE_OT_preset_export, RUBBLE_PT_presets,
+            RUBBLE_PT_presets_sequencer)
 
 
 def register():

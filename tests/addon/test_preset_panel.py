@@ -192,3 +192,13 @@ def test_the_panel_draws_in_every_state(user_presets):
     (user_presets / "broken.toml").write_text(corpus.DEFAULT_TEXT.replace("fps = 24", "fps = true"))
     scene.rubble.preset_path = str(user_presets / "broken.toml")
     assert any(d.startswith("label:shot.fps: expected int") for d in _draw())  # a user file that does not load
+
+
+def test_the_preset_panel_is_in_the_sequencer_too(user_presets):
+    """Issue 20: the panel, preset picker and essentials included, is in the 3D view's sidebar and the sequencer's."""
+    panel = bpy.types.RUBBLE_PT_presets_sequencer
+    assert (panel.bl_space_type, panel.bl_parent_id) == ("SEQUENCE_EDITOR", "RUBBLE_PT_shot_sequencer")
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    layout = _Layout()
+    panel.draw(SimpleNamespace(layout=layout), bpy.context)
+    assert {"rubble.preset_load", "prompt", "storeys", *presets.CAMERA_KEYS} <= set(layout.drawn)
