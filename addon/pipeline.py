@@ -25,6 +25,7 @@ from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest
 from .core.stage_status import StageKeys, StageState, stage_states
 from .core.stamps import Stamps, digest
 from .scene import bake, ownership, passes, roles, sequencer
+from .scene import build as scene_build
 from .scene.destruction import stage as destruction
 from .scene.destruction import triggers as destruction_triggers
 
@@ -77,6 +78,7 @@ class ShotJob:
     results: dict[str, list] = field(default_factory=dict)  # stage -> the backend's result events
     scene: bpy.types.Scene | None = None
     passes_process: subprocess.Popen | None = None  # the background Blender, while it renders
+    camera_changed: bool = False  # stage build re-aimed the camera of a baked scene: bake saves it
     _objects: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -104,8 +106,13 @@ class ShotJob:
         that owns its session has no artist's file: it renders what shot.blend carries."""
         return roles.recorded(self.shot_dir) if self.owns_session else roles.tagged()
 
+    def camera_key(self) -> str:
+        """The camera is built with the scene but is no input to the simulation: a new `[camera]`
+        re-aims it in the baked scene and redoes the passes and what follows, never the bake."""
+        return digest("camera", self.scene_key(), self.preset.section_hash("camera"))
+
     def pass_key(self) -> str:
-        return digest("passes", self.scene_key(), self.preset.section_hash("render"))
+        return digest("passes", self.camera_key(), self.preset.section_hash("render"))
 
     def generate_key(self) -> str:
         return digest("generate", self.pass_key(),
@@ -119,11 +126,11 @@ class ShotJob:
     def stage_states(self) -> dict[str, StageState]:
         """What the panel shows for each stage (core/stage_status.py)."""
         scene_key = self.scene_key()
-        keys = StageKeys(scene=scene_key, passes=self.pass_key(), generate=self.generate_key(),
-                         composite=self.composite_key())
+        keys = StageKeys(scene=scene_key, camera=self.camera_key(), passes=self.pass_key(),
+                         generate=self.generate_key(), composite=self.composite_key())
         shot = ownership.find_scene(ownership.SHOT)
         ours = shot is not None and shot.get("rubble_shot_dir") == str(self.shot_dir)
-        in_file = shot.get("rubble_scene_key") if ours else None
+        in_file = (shot.get("rubble_scene_key"), shot.get("rubble_camera_key")) if ours else None
         return stage_states(self.shot_dir, keys, self.shot_frames(), in_file)
 
     def check_cancel(self) -> None:
@@ -229,7 +236,12 @@ def stage_build(job: ShotJob) -> Iterator[Progress]:
         raise StageError(str(exc)) from None
     job.scene = open_or_new_scene(job)
     if job.scene.get("rubble_scene_key") == job.scene_key():
-        yield _up_to_date("build")
+        if job.scene.get("rubble_camera_key") == job.camera_key():
+            yield _up_to_date("build")
+        else:
+            scene_build.build_camera(job.scene, job.preset)
+            job.camera_changed = True
+            yield Progress("build", 1, 1, "[camera] changed: re-aimed the camera; the simulation is kept")
         return
     built = destruction.run(job.scene, job.preset)
     if job.owns_session:
@@ -251,6 +263,9 @@ def stage_trigger(job: ShotJob) -> Iterator[Progress]:
 
 def stage_bake(job: ShotJob) -> Iterator[Progress]:
     if not job._objects:
+        if job.camera_changed:
+            yield from _save_new_camera(job)
+            return
         sync_manifest_preset(job)
         yield _up_to_date("bake")
         return
@@ -264,11 +279,25 @@ def stage_bake(job: ShotJob) -> Iterator[Progress]:
                               artist_roles=job._objects["artist_roles"], tagged=job._objects["tags"], **records)
     write_manifest(job.shot_dir, manifest)
     scene["rubble_scene_key"] = job.scene_key()
+    scene["rubble_camera_key"] = job.camera_key()
     scene["rubble_shot_dir"] = str(job.shot_dir)
     job.shot_dir.mkdir(parents=True, exist_ok=True)
     write_shot_blend(job)
     job.stamps.record("bake", job.scene_key())
     yield Progress("bake", 2, 2, f"baked frames {scene.frame_start}-{scene.frame_end}, saved {job.blend_path.name}")
+
+
+def _save_new_camera(job: ShotJob) -> Iterator[Progress]:
+    """After the camera alone changed: shot.json's per-frame camera and preset, and shot.blend (the
+    bake stays in it), so the passes render and the backend reads the new camera."""
+    scene = job.scene
+    manifest = read_manifest(job.shot_dir)
+    manifest["camera"] = {str(frame): record for frame, record in bake.camera_records(scene)}
+    manifest["preset"] = job.preset.to_dict()
+    write_manifest(job.shot_dir, manifest)
+    scene["rubble_camera_key"] = job.camera_key()
+    write_shot_blend(job)
+    yield Progress("bake", 1, 1, f"kept the bake; saved the new camera in {job.blend_path.name} and shot.json")
 
 
 # --- passes ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checks, migrations, model_family, model_ids, regenerate
+from . import camera, checks, migrations, model_family, model_ids, regenerate
 from . import controls as controls_schema
 from .checks import MAX_FRAME, described, shown
 from .destruction import schema as destruction
@@ -140,6 +140,7 @@ class Preset:
     name: str = "Unnamed"
     shot: ShotSettings = ShotSettings()
     building: BuildingSettings = BuildingSettings()
+    camera: camera.CameraSettings = camera.CameraSettings()
     render: RenderSettings = RenderSettings()
     look: LookSettings = LookSettings()
     model: ModelSettings = ModelSettings()
@@ -176,7 +177,7 @@ class Preset:
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_SECTIONS = {"shot": ShotSettings, "building": BuildingSettings,
+_SECTIONS = {"shot": ShotSettings, "building": BuildingSettings, **camera.SECTIONS,
              "render": RenderSettings, "look": LookSettings, "model": ModelSettings, "noise": NoiseSettings,
              **LONG_SHOT_SECTIONS, **UPSCALE_SECTIONS, **regenerate.SECTIONS, **DRAFT_SECTIONS,
              **destruction.SECTIONS}
@@ -358,6 +359,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>", check_local: 
             problems.append(f"model.overlap: {preset.model.overlap} must be smaller than model.window {preset.model.window}")
         else:
             problems += destruction.cross_checks(preset)
+            problems += camera.cross_checks(preset)
             problems += long_shot_checks(preset)
             problems += model_family.cross_checks(preset)
             problems += _aspect_problems(preset)

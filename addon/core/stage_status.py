@@ -22,6 +22,7 @@ PANEL_STAGES = ("build", "bake", "passes", "generate", "composite")
 class StageKeys:
     """The keys the current preset gives each stage (pipeline.stage_keys)."""
     scene: str
+    camera: str
     passes: str
     generate: str
     composite: str
@@ -60,15 +61,20 @@ def _passes(stamps: Stamps, key: str, shot_dir: Path, frames: range) -> StageSta
 
 
 def stage_states(shot_dir: Path, keys: StageKeys, frames: range,
-                 scene_key_in_file: str | None) -> dict[str, StageState]:
-    """Each panel stage's state. `scene_key_in_file`: the key of the shot's scene in the open
-    .blend (None when it has none): Build is about that scene, Bake about shot.blend."""
+                 keys_in_file: tuple[str | None, str | None] | None) -> dict[str, StageState]:
+    """Each panel stage's state. `keys_in_file`: the scene and camera keys of the shot's scene in
+    the open .blend (None when it has none): Build is about that scene, Bake about shot.blend. The
+    camera is built with the scene, but a new one keeps the bake (pipeline.ShotJob.camera_key)."""
     shot_dir = Path(shot_dir)
     stamps = Stamps(shot_dir)
-    if scene_key_in_file is None:
+    if keys_in_file is None:
         build = StageState(MISSING, "not in this file")
+    elif keys_in_file[0] != keys.scene:
+        build = StageState(STALE, "preset changed")
+    elif keys_in_file[1] != keys.camera:
+        build = StageState(STALE, "camera changed")
     else:
-        build = StageState(UP_TO_DATE) if scene_key_in_file == keys.scene else StageState(STALE, "preset changed")
+        build = StageState(UP_TO_DATE)
     generated = [shot_dir / "frames" / f"{f:04d}.png" for f in frames]
     return {
         "build": build,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import bpy
 from mathutils import Vector
 
+from ..core.camera import CLIP_START_M, building_extent, camera_path
 from ..core.preset import Preset
 from ..core.shot_manifest import ROLE_INDEX
-from .ownership import own, own_object
+from .ownership import SHOT, is_owned, own, own_object
 
 _BOX_FACES = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
 
@@ -35,8 +36,7 @@ def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
 
 
 def building_size(preset: Preset) -> Vector:
-    b = preset.building
-    return Vector((b.bays_x * b.bay_width_m, b.bays_y * b.bay_width_m, b.storeys * b.storey_height_m))
+    return Vector(building_extent(preset.building))
 
 
 def build_ground(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
@@ -46,24 +46,35 @@ def build_ground(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
 
 
 def build_camera(scene: bpy.types.Scene, preset: Preset) -> bpy.types.Object:
-    """A three-quarter view from the front (-Y), slowly pushing in over the shot."""
-    size = building_size(preset)
-    target = Vector((0.0, 0.0, size.z * 0.4))
-    distance = max(size.x, size.z) * 1.45 + size.y / 2
-    start = Vector((size.x * 0.45, -distance, size.z * 0.55))
-    end = target + (start - target) * 0.9
-    cam_data = bpy.data.cameras.new("Rubble Camera")
-    cam_data.lens = 35.0
-    cam_data.clip_start, cam_data.clip_end = 0.1, distance * 10
-    cam = bpy.data.objects.new("Rubble Camera", cam_data)
-    scene.collection.objects.link(cam)
-    for frame, loc in ((preset.shot.frame_start, start), (preset.shot.frame_end, end)):
+    """The shot's camera, framed by `[camera]` (core/camera.py), keyed at the shot's first and
+    last frames; the scene's Rubble camera is re-aimed in place when it has one, so a new
+    `[camera]` changes the camera and nothing else in the baked scene."""
+    path = camera_path(building_extent(preset.building), preset.camera)
+    cam = rubble_camera(scene)
+    if cam is None:
+        cam = bpy.data.objects.new("Rubble Camera", bpy.data.cameras.new("Rubble Camera"))
+        scene.collection.objects.link(cam)
+    elif cam.animation_data is not None:
+        action = cam.animation_data.action
+        cam.animation_data_clear()
+        if action is not None and action.users == 0:
+            bpy.data.actions.remove(action)
+    cam.data.lens = preset.camera.lens_mm
+    cam.data.clip_start, cam.data.clip_end = CLIP_START_M, path.clip_end
+    target = Vector(path.target)
+    for frame, loc in ((preset.shot.frame_start, Vector(path.start)), (preset.shot.frame_end, Vector(path.end))):
         cam.location = loc
         cam.rotation_euler = (target - loc).to_track_quat("-Z", "Y").to_euler()
         cam.keyframe_insert("location", frame=frame)
         cam.keyframe_insert("rotation_euler", frame=frame)
     scene.camera = cam
     return own_object(cam)
+
+
+def rubble_camera(scene: bpy.types.Scene) -> bpy.types.Object | None:
+    """The scene's camera when it is Rubble's (an artist's own camera is never re-aimed)."""
+    cam = scene.camera
+    return cam if cam is not None and is_owned(cam, SHOT) else None
 
 
 def build_lighting(scene: bpy.types.Scene) -> None:

@@ -98,7 +98,9 @@ class PipelineRun:
         job = self._job
         outcome = self._end(context, {"INFO"}, self._done_message())
         if "generate" in job.stages or "composite" in job.stages:
-            results.show(context, job.shot_dir, job.shot_frames())  # the strip plays, the last frame shows
+            said = results.show(context, job.shot_dir, job.shot_frames())  # the strip plays, the last frame shows
+            if said:
+                self.report({"INFO"}, said)
         return outcome
 
     def invoke(self, context, event):

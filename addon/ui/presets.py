@@ -1,9 +1,9 @@
-"""The Preset sub-panel and its operators: pick a shipped or user preset, edit the essentials of
-its look in place, save as, duplicate, import, export. Operators are thin: they call
-core/preset_library.py and report; the panel only draws.
+"""The Preset sub-panel and its operators: pick a shipped or user preset, edit its essentials (look,
+building, first trigger frame, camera) in place, save as, duplicate, import, export. Operators are
+thin: they call core/preset_library.py and report; the panel only draws.
 
-The picked preset is the scene's `rubble.preset_path`. Its prompt, negative prompt and seed are
-copied into `scene.rubble_look` when it is picked; what the artist changes there is applied on
+The picked preset is the scene's `rubble.preset_path`. Its essentials (`ESSENTIALS`) are copied
+into `scene.rubble_look` when it is picked; what the artist changes there is applied on
 top of the file by `current_preset`, which Generate Final runs with. Save As keeps the changes
 as a user preset; picking or reloading a preset discards them.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import bpy
 
 from ..core import model_family
+from ..core.camera import CameraSettings
 from ..core.checks import MAX_FRAME
 from ..core.destruction.materials import MATERIALS
 from ..core.preset import Preset, PresetError, load_preset, preset_from_dict
@@ -49,12 +50,16 @@ def preset_path(context) -> Path | None:
 
 # --- the look edited in place ----------------------------------------------------------
 
+# [camera] as the panel edits it: every key (core/camera.py), each a float.
+CAMERA_KEYS = tuple(f.name for f in dataclasses.fields(CameraSettings))
+
 # The essentials edited in place: panel property -> preset key. "triggers.frame" is the first
 # trigger's frame; moving it moves every trigger by as much, so a sequence keeps its timing.
 ESSENTIALS = {"prompt": "look.prompt", "negative_prompt": "look.negative_prompt", "seed": "shot.seed",
               "strength": "look.strength", "family": "model.family", "storeys": "building.storeys",
               "bays_x": "building.bays_x", "bays_y": "building.bays_y", "material": "building.material",
-              "trigger_frame": "triggers.frame"}
+              "trigger_frame": "triggers.frame",
+              **{key: f"camera.{key}" for key in CAMERA_KEYS}}
 LOOK_KEYS = ("prompt", "negative_prompt", "seed", "strength", "family")
 BUILDING_KEYS = ("storeys", "bays_x", "bays_y", "material", "trigger_frame")
 
@@ -63,7 +68,8 @@ def _look_values(preset: Preset) -> dict:
     values = {"prompt": preset.look.prompt, "negative_prompt": preset.look.negative_prompt,
               "seed": min(preset.shot.seed, INT_MAX), "strength": preset.look.strength,
               "family": preset.model.family, "storeys": preset.building.storeys, "bays_x": preset.building.bays_x,
-              "bays_y": preset.building.bays_y, "material": preset.building.material}
+              "bays_y": preset.building.bays_y, "material": preset.building.material,
+              **{key: getattr(preset.camera, key) for key in CAMERA_KEYS}}
     if preset.triggers:  # a preset without triggers has no trigger frame to move
         values["trigger_frame"] = preset.triggers[0].frame
     return values
@@ -293,6 +299,12 @@ class RUBBLE_OT_preset_export(bpy.types.Operator):
 
 # --- the panel -------------------------------------------------------------------------
 
+def _camera_property(key: str, name: str, description: str) -> dict:
+    """A FloatProperty's settings for a [camera] key: its range is the schema's (core/camera.py)."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(CameraSettings)}[key]
+    return {"name": name, "description": description, "min": meta["min"], "max": meta["max"], "precision": 2}
+
+
 class RubbleLook(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(name="Prompt", description="What the generated frames show ([look] prompt)")
     negative_prompt: bpy.props.StringProperty(name="Negative", description="What they must not show "
@@ -316,6 +328,20 @@ class RubbleLook(bpy.types.PropertyGroup):
     trigger_frame: bpy.props.IntProperty(name="Trigger Frame", min=0, max=MAX_FRAME,
                                          description="The first trigger's frame ([[triggers]] frame); the others "
                                                      "move by as much, so a sequence keeps its timing")
+    lens_mm: bpy.props.FloatProperty(**_camera_property("lens_mm", "Lens (mm)", "Focal length in millimetres ([camera] "
+                                                       "lens_mm): 35 is slightly wide, 50 normal, 85 and up tele"))
+    orbit_deg: bpy.props.FloatProperty(**_camera_property("orbit_deg", "Orbit (°)", "Turn the view around the "
+                                                          "building ([camera] orbit_deg): 0 is the three-quarter "
+                                                          "front view, positive goes counter-clockwise from above"))
+    elevation_deg: bpy.props.FloatProperty(**_camera_property("elevation_deg", "Elevation (°)", "Raise (positive) "
+                                                              "or lower the view ([camera] elevation_deg), added "
+                                                              "to the default view's angle"))
+    distance_scale: bpy.props.FloatProperty(**_camera_property("distance_scale", "Distance", "Scale the camera's "
+                                                               "distance ([camera] distance_scale): with a longer "
+                                                               "lens, lens / 35 keeps the framing"))
+    push_in: bpy.props.FloatProperty(**_camera_property("push_in", "Push In", "The fraction of the distance the "
+                                                        "camera moves in over the shot ([camera] push_in): 0 is "
+                                                        "locked off, negative pulls back"))
     has_triggers: bpy.props.BoolProperty(options={"HIDDEN"})  # the preset has a trigger frame to move
     source: bpy.props.StringProperty(options={"HIDDEN"})  # the preset file these values came from
 
@@ -346,6 +372,9 @@ class RUBBLE_PT_presets(bpy.types.Panel):
             for key in BUILDING_KEYS:
                 if key != "trigger_frame" or look.has_triggers:
                     column.prop(look, key)
+            column = layout.column(heading="Camera")
+            for key in CAMERA_KEYS:
+                column.prop(look, key)
         elif path is not None:
             layout.operator("rubble.preset_reload", text="Edit Look Here", icon="GREASEPENCIL")
         row = layout.row(align=True)
@@ -356,8 +385,16 @@ class RUBBLE_PT_presets(bpy.types.Panel):
         row.operator("rubble.preset_export", text="Export", icon="EXPORT")
 
 
+class RUBBLE_PT_presets_sequencer(RUBBLE_PT_presets):
+    """The same sub-panel in the sequencer's sidebar, under its Rubble panel."""
+
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_parent_id = "RUBBLE_PT_shot_sequencer"
+
+
 _classes = (RubbleLook, RUBBLE_OT_preset_load, RUBBLE_OT_preset_reload, RUBBLE_OT_preset_save_as,
-            RUBBLE_OT_preset_duplicate, RUBBLE_OT_preset_import, RUBBLE_OT_preset_export, RUBBLE_PT_presets)
+            RUBBLE_OT_preset_duplicate, RUBBLE_OT_preset_import, RUBBLE_OT_preset_export, RUBBLE_PT_presets,
+            RUBBLE_PT_presets_sequencer)
 
 
 def register():

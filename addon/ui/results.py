@@ -1,8 +1,11 @@
 """Results in Blender after Generate: the edit plays in the sequencer, the last generated
 frame shows in an Image Editor, the contact sheet is one click away.
 
-Only when Blender has a user interface: headless (`blender -b`, the bpy module) the images
-are loaded as data-blocks and nothing else changes."""
+An editor already open in a window is used first (the largest, when there are several); with a
+user interface, a new window opens when none is. Headless (`blender -b`, the bpy module) no window
+can open: an editor on the screen of the one window the bpy module keeps is still used (which is
+how the tests see what is shown), else the images are only loaded as data-blocks. Each function
+says what it did, for the report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,57 +41,74 @@ def _area_in_new_window(context, ui_type: str):
     return window, area
 
 
-def _find_area(context, area_type: str):
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == area_type:
-                return window, area
-    return None, None
+def _open_area(context, ui_type: str):
+    """(window, area) of the largest `ui_type` editor open in a window (a UV Editor is not an
+    Image Editor here: it shows a mesh's UVs), else (None, None)."""
+    found = [(window, area) for window in context.window_manager.windows
+             for area in window.screen.areas if area.ui_type == ui_type]
+    return max(found, key=lambda wa: wa[1].width * wa[1].height, default=(None, None))
 
 
-def show_in_image_editor(context, image: bpy.types.Image) -> bool:
-    """Put `image` in an Image Editor: the first one open, else one in a new window. False headless."""
-    if bpy.app.background or not context.window_manager.windows:
-        return False
-    _, area = _find_area(context, "IMAGE_EDITOR")
+def _can_open_a_window(context) -> bool:
+    return not bpy.app.background and bool(context.window_manager.windows)
+
+
+def show_in_image_editor(context, image: bpy.types.Image) -> str | None:
+    """Put `image` in an Image Editor (an open one, else one in a new window) and say where; None
+    headless when no window shows one."""
+    window, area = _open_area(context, "IMAGE_EDITOR")
+    if area is None and _can_open_a_window(context):
+        window, area = _area_in_new_window(context, "IMAGE_EDITOR")
     if area is None:
-        _, area = _area_in_new_window(context, "IMAGE_EDITOR")
+        return None
     area.spaces.active.image = image
-    return True
+    return f"in the Image Editor of the '{window.workspace.name}' workspace"
 
 
-def play_edit(context) -> bool:
-    """Play Rubble's edit in a Sequencer: the window that has one shows the edit scene, else a
-    new window with a Sequencer and its preview does. False headless."""
+def not_shown(image: bpy.types.Image) -> str:
+    return (f"loaded as the image '{image.name}' (Blender runs in the background: no Image Editor is open "
+            "and none can be)")
+
+
+def play_edit(context) -> str | None:
+    """Play Rubble's edit in a Sequencer (an open one, else a new window's with its preview): that
+    window shows the edit scene from its first frame. Says what it did; None without an edit, or
+    headless when no window shows a Sequencer."""
     edit = ownership.find_scene(ownership.EDIT)
-    if edit is None or bpy.app.background or not context.window_manager.windows:
-        return False
-    window, area = _find_area(context, "SEQUENCE_EDITOR")
-    if area is None:
+    if edit is None:
+        return None
+    window, area = _open_area(context, "SEQUENCE_EDITOR")
+    if area is None and _can_open_a_window(context):
         window, area = _area_in_new_window(context, "SEQUENCE_EDITOR")
         area.spaces.active.view_type = "SEQUENCER_PREVIEW"
+    if area is None:
+        return None
     for name in ("preset_path", "shot_dir", "weights"):  # its Rubble panel shows the same shot
         setattr(edit.rubble, name, getattr(context.scene.rubble, name))
     window.scene = edit
     edit.frame_set(edit.frame_start)
     with context.temp_override(window=window, area=area):
-        if not context.screen.is_animation_playing:
-            bpy.ops.screen.animation_play()
-    return True
+        playing = context.screen.is_animation_playing or bpy.ops.screen.animation_play() == {"FINISHED"}
+    return (f"the edit '{edit.name}' {'plays' if playing else 'is ready to play'} in the Sequencer of the "
+            f"'{window.workspace.name}' workspace")
 
 
-def show(context, shot_dir: Path, frames: range) -> bpy.types.Image | None:
-    """After a run that generated: the last frame in an Image Editor, the edit playing."""
+def show(context, shot_dir: Path, frames: range) -> str | None:
+    """After a run that generated: the last frame in an Image Editor, the edit playing. Says what it
+    did (None when there is no last frame on disk)."""
     last = Path(shot_dir) / "frames" / f"{frames[-1]:04d}.png"
     if not last.is_file():
         return None
     image = load_image(last, LAST_FRAME_IMAGE)
     try:
-        show_in_image_editor(context, image)
-        play_edit(context)
+        where = show_in_image_editor(context, image)
+        playing = play_edit(context)
     except RuntimeError as exc:  # a window layout Blender refuses: the run itself succeeded
-        print(f"Rubble: could not show the result ({exc}); use Show Result in the panel.")
-    return image
+        return f"Rubble: the last frame is the image '{image.name}'; it could not be shown ({exc})."
+    said = [f"Rubble: the last frame, {last.name}, is {where or not_shown(image)}"]
+    if playing:
+        said.append(playing)
+    return "; ".join(said) + "."
 
 
 class RUBBLE_OT_open_contact_sheet(bpy.types.Operator):
@@ -110,8 +130,8 @@ class RUBBLE_OT_open_contact_sheet(bpy.types.Operator):
         from .shot_state import overview
         path = Path(overview(context).shot_dir) / "contact_sheet.png"
         image = load_image(path, CONTACT_SHEET_IMAGE)
-        shown = show_in_image_editor(context, image)
-        self.report({"INFO"}, f"Contact sheet: {path}" + ("" if shown else f" (loaded as image '{image.name}')"))
+        where = show_in_image_editor(context, image)
+        self.report({"INFO"}, f"Contact sheet {path} is {where or not_shown(image)}")
         return {"FINISHED"}
 
 
@@ -133,8 +153,9 @@ class RUBBLE_OT_show_result(bpy.types.Operator):
     def execute(self, context):
         from .shot_state import overview
         view = overview(context)
-        image = show(context, Path(view.shot_dir), view.frames)
-        if image is None:
+        said = show(context, Path(view.shot_dir), view.frames)
+        if said is None:
             self.report({"WARNING"}, "The generated frames are not on disk: run Generate again.")
             return {"CANCELLED"}
+        self.report({"INFO"}, said)
         return {"FINISHED"}

@@ -72,3 +72,26 @@ def test_a_section_change_redoes_exactly_what_follows_it(generated, section, cha
     job, ran, skipped = _run(tmp_path, section, stages=("passes",), look=LOOK, **{section: change})
     assert ran == redone and skipped == (SCENE | {"passes"}) - redone
     assert _stale_downstream(job) == {"generate", "composite"}
+
+
+def test_a_new_lens_redoes_the_passes_and_after_but_keeps_the_bake(tmp_path):
+    """The camera is no input to the simulation: build re-aims the baked scene's camera, bake keeps
+    its cache and saves the camera in shot.blend and shot.json, the passes render through it."""
+    import bpy
+
+    _run(tmp_path, "base", stages=("passes",))
+    bake_stamp = tmp_path / "shot" / ".rubble" / "stamps" / "bake" / "_"
+    before = bake_stamp.stat()
+    job, ran, skipped = _run(tmp_path, "lens", stages=("passes",), camera={"lens_mm": 50.0})
+    assert ran == {"build", "bake", "passes"} and skipped == {"trigger"}
+    assert bake_stamp.stat().st_ino == before.st_ino, "the simulation was baked again"
+    assert _stale_downstream(job) == {"generate", "composite"}
+    manifest = json.loads((job.shot_dir / "shot.json").read_text())
+    assert {record["lens_mm"] for record in manifest["camera"].values()} == {50.0}
+    assert manifest["preset"]["camera"]["lens_mm"] == 50.0
+    bpy.ops.wm.open_mainfile(filepath=str(job.shot_dir / "shot.blend"))
+    scene = bpy.data.scenes["Rubble"]
+    assert scene.camera.data.lens == 50.0 and scene["rubble_camera_key"] == job.camera_key()
+    assert scene.rigidbody_world.point_cache.is_baked
+    _, ran, skipped = _run(tmp_path, "lens", stages=("passes",), camera={"lens_mm": 50.0})
+    assert not ran and skipped == SCENE | {"passes"}

@@ -31,14 +31,17 @@ def test_generate_final_runs_the_pipeline_in_the_artists_file(registered, tmp_pa
     settings.preset_path = str(write_preset(tmp_path / "small.toml", **SMALL_SHOT))
     settings.shot_dir = str(tmp_path / "shot")
     settings.weights = "tiny"
+    viewer = max(bpy.context.window.screen.areas, key=lambda a: a.width * a.height)
+    viewer.ui_type = "IMAGE_EDITOR"  # the artist's layout has an Image Editor (the bpy module keeps one window)
 
     assert bpy.ops.rubble.generate_final() == {"FINISHED"}
 
     assert (tmp_path / "shot" / "final.mp4").is_file()
     assert bpy.context.scene == artist_scene and "My Empty" in artist_scene.objects
     assert {"Rubble", "Rubble Edit"} <= set(bpy.data.scenes.keys())
-    # The result is in Blender (headless: the last frame is loaded as an image data-block).
-    assert bpy.data.images["Rubble Last Frame"].filepath == str(tmp_path / "shot" / "frames" / "0004.png")
+    # The result is in Blender: the last frame in the artist's Image Editor.
+    assert viewer.spaces.active.image == bpy.data.images["Rubble Last Frame"]
+    assert viewer.spaces.active.image.filepath == str(tmp_path / "shot" / "frames" / "0004.png")
 
 
 def test_generate_final_refuses_a_bad_preset_before_any_work(registered, tmp_path):

@@ -123,11 +123,12 @@ def _pretend_done(shot_dir, job):
         (shot_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (shot_dir / name).write_bytes(b"x")
     scene = ownership.new_scene("Rubble", ownership.SHOT)
-    scene["rubble_scene_key"], scene["rubble_shot_dir"] = job.scene_key(), str(job.shot_dir)
+    scene["rubble_scene_key"], scene["rubble_camera_key"] = job.scene_key(), job.camera_key()
+    scene["rubble_shot_dir"] = str(job.shot_dir)
 
 
 def test_states_from_the_stamps(tmp_path):
-    keys = StageKeys(scene="s1", passes="p1", generate="g1", composite="c1")
+    keys = StageKeys(scene="s1", camera="k1", passes="p1", generate="g1", composite="c1")
     frames = range(1, 5)
     assert {s.state for s in stage_states(tmp_path, keys, frames, None).values()} == {MISSING}
     stamps = Stamps(tmp_path)
@@ -138,7 +139,7 @@ def test_states_from_the_stamps(tmp_path):
     for f in (1, 2):
         (tmp_path / "passes" / f"{f:04d}.exr").write_bytes(b"x")
     stamps.record("composite", "c1")
-    states = stage_states(tmp_path, keys, frames, "s0")
+    states = stage_states(tmp_path, keys, frames, ("s0", "k1"))
     assert states["build"] == stage_status.StageState(STALE, "preset changed")
     assert states["bake"] == stage_status.StageState(STALE, "shot.blend was deleted")
     assert states["passes"] == stage_status.StageState(STALE, "1 of 4 frames up to date")
@@ -179,6 +180,13 @@ def test_panel_draws_every_state_and_greys_out_what_cannot_run(session, tmp_path
         "stale (inputs changed)", "stale (inputs changed)"]
     assert not enabled(drawn, "rubble.stage_generate")
 
+    # The camera alone changes: the build re-aims it and the bake is kept; the passes and after are stale.
+    session.preset_path = str(write_preset(tmp_path / "lens.toml", **{**SMALL_SHOT, "camera": {"lens_mm": 50.0}}))
+    drawn = draw()
+    assert states(drawn) == [
+        "stale (camera changed)", "up to date", "stale (0 of 4 frames up to date)",
+        "stale (inputs changed)", "stale (inputs changed)"]
+
     # A run in progress greys out every run button, saying why.
     RUBBLE_OT_generate_final.running_job = types.SimpleNamespace(shot_dir=shot_dir)
     drawn = draw()
@@ -217,19 +225,39 @@ def _png(path, size=(8, 4)):
 
 
 def test_results_are_one_click_away(session, tmp_path):
-    """Headless there is no Image Editor to open: the operators load the images as data-blocks."""
+    """After Generate the last frame goes to an Image Editor open in a window and the edit plays in
+    a Sequencer; the contact sheet is one click away. Headless Blender opens no window, but the bpy
+    module keeps one whose areas can be any editor: what they show is what an artist would see.
+    With no Image Editor open the images are only loaded, and the report says so."""
+    from addon.ui import results
+
     shot_dir = tmp_path / "shot"
     job = pipeline.ShotJob(shot_dir=shot_dir, preset=load_preset(session.preset_path))
     _pretend_done(shot_dir, job)
     _png(shot_dir / "contact_sheet.png", (16, 4))
     _png(shot_dir / "frames" / "0004.png")
     shot_state.invalidate()
+    said = results.show(bpy.context, shot_dir, job.shot_frames())  # the factory layout has no Image Editor
+    assert said == ("Rubble: the last frame, 0004.png, is loaded as the image 'Rubble Last Frame' (Blender runs in "
+                    "the background: no Image Editor is open and none can be).")
     assert bpy.ops.rubble.open_contact_sheet() == {"FINISHED"}
     sheet = bpy.data.images["Rubble Contact Sheet"]
     assert sheet.filepath == str(shot_dir / "contact_sheet.png") and tuple(sheet.size) == (16, 4)
+
+    window = bpy.context.window_manager.windows[0]
+    viewer, timeline = sorted(window.screen.areas, key=lambda a: a.width * a.height)[-2:]
+    viewer.ui_type, timeline.ui_type = "IMAGE_EDITOR", "SEQUENCE_EDITOR"
+    edit = ownership.new_scene("Rubble Edit", ownership.EDIT)
     assert bpy.ops.rubble.show_result() == {"FINISHED"}
-    last = bpy.data.images["Rubble Last Frame"]
-    assert last.filepath == str(shot_dir / "frames" / "0004.png") and tuple(last.size) == (8, 4)
+    last = viewer.spaces.active.image
+    assert last.name == "Rubble Last Frame" and last.filepath == str(shot_dir / "frames" / "0004.png")
+    assert tuple(last.size) == (8, 4)
+    assert window.scene == edit and edit.rubble.shot_dir == session.shot_dir  # the edit, with the shot's panel
+    said = results.show(bpy.context, shot_dir, job.shot_frames())
+    assert said.startswith("Rubble: the last frame, 0004.png, is in the Image Editor of the 'Layout' workspace; "
+                           "the edit 'Rubble Edit' ") and said.endswith(" in the Sequencer of the 'Layout' workspace.")
+    assert bpy.ops.rubble.open_contact_sheet() == {"FINISHED"}  # one click: the same Image Editor
+    assert viewer.spaces.active.image == sheet
 
 
 def test_preferences_draw_a_running_and_a_finished_setup(tmp_path):

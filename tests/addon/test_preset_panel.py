@@ -109,6 +109,24 @@ def test_building_essentials_and_the_trigger_frame_are_edited_in_place(user_pres
         presets.current_preset(context)
 
 
+def test_the_camera_is_edited_in_place_and_a_camera_under_the_ground_is_refused(user_presets):
+    context = bpy.context
+    look = context.scene.rubble_look
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    default = load_preset(REPO / "presets" / "default.toml")
+    assert [getattr(look, key) for key in presets.CAMERA_KEYS] == pytest.approx(
+        [getattr(default.camera, key) for key in presets.CAMERA_KEYS])
+    look.lens_mm, look.orbit_deg, look.push_in = 85.0, -30.0, 0.0
+    edited = presets.current_preset(context)
+    assert (edited.camera.lens_mm, edited.camera.orbit_deg, edited.camera.push_in) == (85.0, -30.0, 0.0)
+    assert edited.camera.elevation_deg == default.camera.elevation_deg and edited.building == default.building
+    assert bpy.ops.rubble.preset_save_as(name="Tele") == {"FINISHED"}
+    assert load_preset(user_presets / "Tele.toml").camera == edited.camera
+    look.elevation_deg = -45.0  # within the field's range, but the camera ends up under the ground
+    with pytest.raises(PresetError, match=r"camera\.elevation_deg: -45\.0 puts the camera .* below the ground"):
+        presets.current_preset(context)
+
+
 def test_the_model_family_is_picked_in_place_and_a_preset_that_cannot_run_it_says_what_to_change(user_presets):
     context = bpy.context
     scene = context.scene
@@ -169,8 +187,18 @@ def test_the_panel_draws_in_every_state(user_presets):
     scene.rubble.preset_path = str(QUAKE)
     assert "rubble.preset_reload" in _draw() and "prompt" not in _draw()  # picked by path: offer to edit
     bpy.ops.rubble.preset_reload()
-    assert {"prompt", "negative_prompt", "seed"} <= set(_draw())          # editable in place
+    assert {"prompt", "negative_prompt", "seed", *presets.CAMERA_KEYS} <= set(_draw())  # editable in place
     user_presets.mkdir(parents=True)
     (user_presets / "broken.toml").write_text(corpus.DEFAULT_TEXT.replace("fps = 24", "fps = true"))
     scene.rubble.preset_path = str(user_presets / "broken.toml")
     assert any(d.startswith("label:shot.fps: expected int") for d in _draw())  # a user file that does not load
+
+
+def test_the_preset_panel_is_in_the_sequencer_too(user_presets):
+    """Issue 20: the panel, preset picker and essentials included, is in the 3D view's sidebar and the sequencer's."""
+    panel = bpy.types.RUBBLE_PT_presets_sequencer
+    assert (panel.bl_space_type, panel.bl_parent_id) == ("SEQUENCE_EDITOR", "RUBBLE_PT_shot_sequencer")
+    bpy.ops.rubble.preset_load(key="shipped:default")
+    layout = _Layout()
+    panel.draw(SimpleNamespace(layout=layout), bpy.context)
+    assert {"rubble.preset_load", "prompt", "storeys", *presets.CAMERA_KEYS} <= set(layout.drawn)
