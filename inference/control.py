@@ -7,6 +7,7 @@ Flow, occlusion and disocclusion from the Vector pass (flow.py), one mask per ro
 pass (masks.py).
 """
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -35,9 +36,12 @@ LOG_BIN = float(np.log1p(BIN_RATIO))
 BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
 PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
-# zlib level of the maps' PNGs: 1 encodes the noisy clay 4x faster than Pillow's default 6, for
-# files within 10% of its size (bench/bench_control.py; README "Speed of the control stage").
+# How each kind of map is written (files.write_png_pixels): zlib level 1 encodes the noisy clay 4x
+# faster than level 6 for files within 10 % of its size; the row filter per kind is the fastest of
+# none/sub/up at a size within 20 % of the smallest (bench/bench_control.py; README "Speed of the
+# control stage"). Masks and occlusion: long runs of 0 and 255, which "up" turns into zeros.
 PNG_LEVEL = 1
+PNG_FILTER = {"depth": "up", "normal": "none", "clay": "none", "binary": "up", "detector": "up"}
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,7 @@ def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill:
     written = []
     for frame in run:
         path = map_path(shot, "depth", frame)
-        write_map(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats))
+        write_map(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats), "depth")
         written.append(path)
         _frame_done(stage, total, frame)
     return written
@@ -287,7 +291,7 @@ def _maps_with_stats(shot: Shot, run: list[int], total: int, stage: str, stats: 
         frame_passes, backward = ahead.pop(frame, None) or _read_with_backward(shot, frame)
         forward = flow.forward(frame_passes.vector)
         path = map_path(shot, "depth", frame)
-        write_map(path, depth_image(frame_passes.depth, stats))
+        write_map(path, depth_image(frame_passes.depth, stats), "depth")
         written += [path, *_write_frame_maps(shot, frame, frame_passes, forward, backward)]
         before = previous[1] if previous is not None and previous[0] == frame - 1 else _previous_forward(shot, frame)
         written.append(_write_disocclusion(shot, frame, backward, before))
@@ -319,12 +323,12 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses, 
     flows are the frame's own, derived once by the caller (occlusions need them too)."""
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
-    write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
+    write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background), "normal")
     clay = clay_image(frame_passes.combined)
-    write_map(paths[1], clay)
+    write_map(paths[1], clay, "clay")
     for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render (each worker loads its own)
         paths.append(map_path(shot, kind, frame))
-        write_map(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
+        write_map(paths[-1], detectors.detect(kind, clay), "detector")
     for direction, values in (("forward", forward), ("backward", backward)):
         path = flow_path(shot, direction, frame)
         files.write_npy(path, values)
@@ -333,29 +337,29 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses, 
     moved = shot.moved.get(frame, frozenset())
     for role, inside in masks.role_masks(frame_passes.object_index, shot.roles, moved, names).items():
         path = mask_path(shot, role, frame)
-        write_map(path, binary_image(inside))
+        write_map(path, binary_image(inside), "binary")
         paths.append(path)
     return paths
 
 
 def _write_occlusion(shot: Shot, frame: int, forward: np.ndarray, next_backward: np.ndarray | None) -> Path:
     path = occlusion_path(shot, frame)
-    write_map(path, binary_image(flow.occlusion(forward, next_backward)))
+    write_map(path, binary_image(flow.occlusion(forward, next_backward)), "binary")
     return path
 
 
 def _write_disocclusion(shot: Shot, frame: int, backward: np.ndarray, previous_forward: np.ndarray | None) -> Path:
     path = disocclusion_path(shot, frame)
-    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)))
+    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)), "binary")
     return path
 
 
-def write_map(path: Path, image: Image.Image) -> None:
-    files.write_png(path, image, compress_level=PNG_LEVEL)
+def write_map(path: Path, pixels: np.ndarray, kind: str) -> None:
+    files.write_png_pixels(path, pixels, PNG_FILTER[kind], PNG_LEVEL)
 
 
-def binary_image(inside: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.where(inside, 255, 0).astype(np.uint8))  # 8-bit grey, 255 inside
+def binary_image(inside: np.ndarray) -> np.ndarray:
+    return inside.view(np.uint8) * np.uint8(255)  # 8-bit grey, 255 inside (a bool is one byte, 0 or 1)
 
 
 class DisparityHistogram:
@@ -380,10 +384,19 @@ class DisparityHistogram:
         self.largest = np.full(BINS, -np.inf, dtype=np.float32)
 
     def add(self, depth: np.ndarray) -> None:
-        values = (1.0 / depth[depth < BACKGROUND_DEPTH]).astype(np.float32)  # as disparity() computes it
-        index = np.floor(np.log(values.astype(np.float64) / DISPARITY_RANGE[0]) / LOG_BIN).astype(np.int64)
-        index = np.clip(index, 0, BINS - 1)
-        self.counts += np.bincount(index, minlength=BINS)
+        values = np.divide(1.0, depth[depth < BACKGROUND_DEPTH], dtype=np.float32)  # as disparity() computes it
+        if values.size == 0:
+            return
+        position = values.astype(np.float64)  # the bin: floor(log(v / range low) / log bin width)
+        position /= DISPARITY_RANGE[0]
+        np.log(position, out=position)
+        position /= LOG_BIN
+        np.floor(position, out=position)
+        index = position.astype(np.int64)
+        np.clip(index, 0, BINS - 1, out=index)
+        # A frame's disparities span a few hundred thousand bins of the 1.27 M: count over those only.
+        low, high = int(index.min()), int(index.max())
+        self.counts[low:high + 1] += np.bincount(index - low, minlength=high - low + 1)
         np.minimum.at(self.smallest, index, values)
         np.maximum.at(self.largest, index, values)
 
@@ -447,12 +460,12 @@ def normalised_disparity(values: np.ndarray, stats: DepthStats) -> np.ndarray:
     return np.where(values > 0, np.clip(scaled, 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def depth_image_from_disparity(values: np.ndarray, stats: DepthStats) -> Image.Image:
-    levels = np.round(normalised_disparity(values, stats) * 65535.0).astype(np.uint16)
-    return Image.fromarray(levels)  # uint16 -> mode "I;16", a 16-bit grey PNG
+def depth_image_from_disparity(values: np.ndarray, stats: DepthStats) -> np.ndarray:
+    """uint16 levels of the 16-bit grey depth map."""
+    return np.round(normalised_disparity(values, stats) * 65535.0).astype(np.uint16)
 
 
-def depth_image(depth: np.ndarray, stats: DepthStats) -> Image.Image:
+def depth_image(depth: np.ndarray, stats: DepthStats) -> np.ndarray:
     return depth_image_from_disparity(disparity(depth), stats)
 
 
@@ -465,15 +478,19 @@ def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
     return normal_world.astype(np.float32, copy=False) @ rotation.astype(np.float32)
 
 
-def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> Image.Image:
-    n = camera_space_normals(normal_world, matrix_world)
+def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    rgb = camera_space_normals(normal_world, matrix_world)
     # Where no surface was hit Blender's normal is (0, 0, 0), not a unit vector; use the flat
     # normal facing the camera, (0, 0, 1) -> RGB (128, 128, 255), as the MiDaS normal annotator
     # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
-    n[background] = (0.0, 0.0, 1.0)
+    rgb[background] = (0.0, 0.0, 1.0)
     # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped.
-    rgb = n * np.float32([-0.5, 0.5, 0.5]) + np.float32(0.5)  # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2)
-    return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
+    rgb *= np.float32([-0.5, 0.5, 0.5])  # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2), in place
+    rgb += np.float32(0.5)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    rgb *= np.float32(255.0)
+    return np.round(rgb, out=rgb).astype(np.uint8)
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
@@ -482,10 +499,24 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
 
 
-def clay_image(combined: np.ndarray) -> Image.Image:
-    # Blender's Combined is premultiplied by alpha, so RGB alone is the clay over black.
-    srgb = linear_to_srgb(combined[..., :3])
-    return Image.fromarray(np.round(srgb * 255.0).astype(np.uint8))
+def clay_image(combined: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB. Blender's Combined is premultiplied by alpha, so RGB alone is the
+    clay over black. A half-float pass (the passes' default) has 65,536 possible values: looked
+    up in their table, made once by the same formula, so the map is the same, 5x faster."""
+    if combined.dtype == np.float16:
+        return _half_to_srgb8().take(combined[..., :3].view(np.uint16))
+    return srgb8(combined[..., :3])
+
+
+def srgb8(linear: np.ndarray) -> np.ndarray:
+    return np.round(linear_to_srgb(linear.astype(np.float32, copy=False)) * 255.0).astype(np.uint8)
+
+
+@functools.cache
+def _half_to_srgb8() -> np.ndarray:
+    every_half = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # the NaN bit patterns (never in a render)
+        return srgb8(every_half)
 
 
 def load_depth(shot: Shot, frame: int) -> np.ndarray:

@@ -20,11 +20,13 @@ OBJECT_INDEX_NAMES = ("Object Index", "IndexOB")
 
 @dataclass(frozen=True)
 class FramePasses:
-    depth: np.ndarray  # (H, W) camera-space planar z, scene units; background ~1e10
-    normal: np.ndarray  # (H, W, 3) world-space normal
-    combined: np.ndarray  # (H, W, 4) linear RGBA clay render
-    vector: np.ndarray  # (H, W, 4) pixels, y up: XY towards the previous frame, ZW minus towards the next
-    object_index: np.ndarray  # (H, W) object pass index, see shot.json "roles"
+    """The passes as the binding decodes them, copied only where a map needs them together."""
+
+    depth: np.ndarray  # (H, W) float32 camera-space planar z, scene units; background ~1e10
+    normal: np.ndarray  # (H, W, 3) float32 world-space normal
+    combined: np.ndarray  # (H, W, 4) linear RGBA clay render: float16 when stored as half, else float32
+    vector: tuple[np.ndarray, ...]  # X, Y, Z, W, each (H, W) float32 pixels, y up: XY towards the previous frame, ZW minus towards the next
+    object_index: np.ndarray  # (H, W) float32 object pass index, see shot.json "roles"
 
 
 def read(path: Path, frame: int) -> FramePasses:
@@ -41,7 +43,7 @@ def read(path: Path, frame: int) -> FramePasses:
         declared = len(OpenEXR.File(str(path), header_only=True).parts)
         with contextlib.redirect_stdout(warnings):
             parts = OpenEXR.File(str(path)).parts
-        components = _components(part.channels for part in parts)
+        components, grouped = _components(part.channels for part in parts)
     except Exception as exc:  # the binding raises bare RuntimeError/OSError subtypes for damaged files
         raise BackendError("corrupt_pass", f"{damaged} ({exc}).", rerender) from exc
     if len(parts) != declared or warnings.getvalue().strip():
@@ -59,9 +61,12 @@ def read(path: Path, frame: int) -> FramePasses:
             f"Enable the {names[0]} pass in the view layer and {rerender[0].lower()}{rerender[1:]}",
         )
 
-    def finite(name: str, components: str, channels: list[np.ndarray]) -> list[np.ndarray]:
+    def finite(name: str, components: str) -> list[np.ndarray]:
+        channels = [find((name,), component) for component in components]
         for component, values in zip(components, channels):
-            if np.isfinite(values.sum(dtype=np.float64)):  # a NaN or inf anywhere would make the sum one
+            # A NaN or inf anywhere makes the float32 sum one (a sum that overflows from finite
+            # values is sorted out by the exact check below).
+            if np.isfinite(values.sum()):
                 continue
             bad = ~np.isfinite(values)
             if bad.any():
@@ -74,27 +79,32 @@ def read(path: Path, frame: int) -> FramePasses:
                 )
         return channels
 
-    return FramePasses(
-        depth=finite("Depth", "Z", [find(("Depth",), "Z")])[0],
-        normal=np.stack(finite("Normal", "XYZ", [find(("Normal",), c) for c in "XYZ"]), axis=-1),
-        combined=np.stack([find(("Combined",), c) for c in "RGBA"], axis=-1),
-        vector=np.stack(finite("Vector", "XYZW", [find(("Vector",), c) for c in "XYZW"]), axis=-1),
-        object_index=find(OBJECT_INDEX_NAMES, "X"),
-    )
+    depth = finite("Depth", "Z")[0]
+    normal = np.stack(finite("Normal", "XYZ"), axis=-1)
+    vector = tuple(finite("Vector", "XYZW"))
+    combined = grouped.get("Combined")
+    if combined is None or combined.shape[-1] != 4:  # not grouped by the binding: gather the four channels
+        combined = np.stack([find(("Combined",), c) for c in "RGBA"], axis=-1)
+    return FramePasses(depth=depth, normal=normal, combined=combined, vector=vector,
+                       object_index=find(OBJECT_INDEX_NAMES, "X"))
 
 
-def _components(channel_dicts) -> dict[tuple[str, str], np.ndarray]:
-    """Map (pass name, component) -> float32 (H, W) array, whatever the layer prefix."""
-    out = {}
+def _components(channel_dicts) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, np.ndarray]]:
+    """(pass name, component) -> (H, W) array, whatever the layer prefix, float32 but for a
+    half-float colour pass; and pass name -> (H, W, C) array for the passes the binding grouped."""
+    out, grouped = {}, {}
     for channels in channel_dicts:
         for key, channel in channels.items():
-            pixels = np.asarray(channel.pixels, dtype=np.float32)
+            pixels = channel.pixels
+            if pixels.dtype not in (np.float16, np.float32):
+                pixels = pixels.astype(np.float32)
             if pixels.ndim == 3:  # RGB(A) grouped by the binding under the pass name
                 name = key.split(".")[-1]
+                grouped[name] = pixels
                 for index, component in enumerate("RGBA"[: pixels.shape[-1]]):
                     out[(name, component)] = pixels[..., index]
             else:
                 *prefix, component = key.split(".")
                 if prefix:
-                    out[(prefix[-1], component)] = pixels
-    return out
+                    out[(prefix[-1], component)] = np.asarray(pixels, dtype=np.float32)  # no copy when float32
+    return out, grouped
