@@ -30,7 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BPY = REPO / ".venv-blender" / "bin" / "python"
 RENDERED = (34, 36, 38, 40)  # frames of the collapse: the fragments move, so flow and debris are real
-CODECS = {"new": ("RLE", "16"), "old": ("ZIP", "32")}
+# name: (exr_codec, color_depth). "16" makes only Combined half float: Blender writes the data
+# passes as float32 whatever it says (README "Speed of the passes and control stages").
+CODECS = {"none": ("NONE", "16"), "rle": ("RLE", "16"), "old": ("ZIP", "32")}
 
 
 def render(shot_dir: str, out_dir: str, size: str) -> None:

@@ -100,9 +100,6 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     """
     detectors.check(shot)  # missing detector weights: stop before any work
     stats_path = shot.directory / "control" / "stats.json"
-    present = [f for f in shot.frames if shot.pass_path(f).is_file()]
-    with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
-        source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
     method = {
         "percentiles": list(PERCENTILES),
         "background_depth": BACKGROUND_DEPTH,
@@ -110,7 +107,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         "code": __version__,
     }
     saved = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    if saved.get("passes_sha256") == source and saved.get("method") == method:
+    source = None  # the passes' sha256: hashed here only to compare with saved statistics, else by the workers
+    if saved.get("method") == method:
+        present = [f for f in shot.frames if shot.pass_path(f).is_file()]
+        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
+            source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
+    if source is not None and saved.get("passes_sha256") == source:
         todo = [f for f in frames if not all(p.is_file() for p in frame_outputs(shot, f))]
         if not todo:
             protocol.progress("control", len(frames), len(frames), "every frame up to date")
@@ -125,10 +127,11 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         with _Workers(len(shot.frames)) as pool:
             chunks = pool.run("control_stats", _maps_and_histogram, shot, shot.frames, set(frames), spill)
             histogram = DisparityHistogram()
-            written = []
-            for sparse, paths in chunks:
+            written, source = [], {}
+            for sparse, paths, hashes in chunks:
                 histogram.merge(sparse)
                 written += paths
+                source.update(hashes)
             # Other passes or code: every older map is stale (and maps made with other stats would mix
             # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
             # pass file stops the run with the maps already written still there.
@@ -239,15 +242,16 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
-    the wanted frames, their disparity spilled to `spill`. The run's last frame's occlusion reads
-    the next frame's passes (another run's) when there is one, its first frame's disocclusion the
-    previous frame's."""
+    the wanted frames, their disparity spilled to `spill`, the sha256 of each pass file (from the
+    bytes read for the maps). The run's last frame's occlusion reads the next frame's passes
+    (another run's) when there is one, its first frame's disocclusion the previous frame's."""
     histogram = DisparityHistogram()
-    written = []
+    written, hashes = [], {}
     waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
     previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
     for frame in run:
-        frame_passes = passes.read(shot.pass_path(frame), frame)
+        frame_passes = passes.read(shot.pass_path(frame), frame, with_sha256=True)
+        hashes[str(frame)] = frame_passes.sha256
         histogram.add(frame_passes.depth)
         forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
         if waiting is not None and waiting[0] == frame - 1:
@@ -265,7 +269,7 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
         frame = waiting[0]
         after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
         written.append(_write_occlusion(shot, *waiting, after))
-    return histogram.sparse(), written
+    return histogram.sparse(), written, hashes
 
 
 def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill: Path, stats: DepthStats) -> list[Path]:
