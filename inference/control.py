@@ -36,12 +36,14 @@ LOG_BIN = float(np.log1p(BIN_RATIO))
 BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
 PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
-# How each kind of map is written (files.write_png_pixels): zlib level 1 encodes the noisy clay 4x
-# faster than level 6 for files within 10 % of its size; the row filter per kind is the fastest of
-# none/sub/up at a size within 20 % of the smallest (bench/bench_control.py; README "Speed of the
-# control stage"). Masks and occlusion: long runs of 0 and 255, which "up" turns into zeros.
-PNG_LEVEL = 1
-PNG_FILTER = {"depth": "up", "normal": "none", "clay": "none", "binary": "up", "detector": "up"}
+# How each kind of map is written (files.write_png_pixels): (row filter, zlib level). The filter
+# per kind is the fastest of none/sub/up at a size within 20 % of the smallest; masks and
+# occlusion are long runs of 0 and 255, which "up" turns into zeros. The clay is stored (level 0):
+# its render noise leaves zlib little to find (level 1: 36 % of the size for 3 ms a frame at
+# 512x288, the largest cost of the stage), so it takes 0.44 MB a frame instead of 0.16 (README
+# "Speed of the passes and control stages", bench/bench_control.py).
+PNG_SETTINGS = {"depth": ("up", 1), "normal": ("none", 1), "clay": ("none", 0), "binary": ("up", 1),
+                "detector": ("up", 1)}
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     exist are skipped (resume) and the others are written in one pass. Otherwise the statistics
     need every frame of the shot before any depth map can be normalised, so one pass over the
     shot accumulates the disparity histogram, writes the other maps of `frames` and keeps their
-    disparity in a float32 file under control/ (float16 would cost the 16-bit depth map ~5 bits);
-    a second pass turns those files into depth maps and deletes them. Both passes run in
+    disparity in float32 under control/, one file per worker's run (float16 would cost the 16-bit
+    depth map ~5 bits); a second pass turns that into depth maps and deletes the files. Both passes run in
     worker processes, one run of consecutive frames each (see `worker_count`).
     """
     detectors.check(shot)  # missing detector weights: stop before any work
@@ -127,11 +129,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         with _Workers(len(shot.frames)) as pool:
             chunks = pool.run("control_stats", _maps_and_histogram, shot, shot.frames, set(frames), spill)
             histogram = DisparityHistogram()
-            written, source = [], {}
-            for sparse, paths, hashes in chunks:
+            written, source, spilled = [], {}, {}
+            for sparse, paths, hashes, where in chunks:
                 histogram.merge(sparse)
                 written += paths
                 source.update(hashes)
+                spilled.update(where)
             # Other passes or code: every older map is stale (and maps made with other stats would mix
             # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
             # pass file stops the run with the maps already written still there.
@@ -152,7 +155,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
                     "passes_sha256": source,
                 },
             )
-            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spill, stats) for path in paths]
+            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spilled, stats) for path in paths]
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return written
@@ -242,41 +245,47 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
-    the wanted frames, their disparity spilled to `spill`, the sha256 of each pass file (from the
-    bytes read for the maps). The run's last frame's occlusion reads the next frame's passes
-    (another run's) when there is one, its first frame's disocclusion the previous frame's."""
+    the wanted frames, their disparity spilled to one file in `spill` (and where each frame is in
+    it), the sha256 of each pass file (from the bytes read for the maps). The run's last frame's
+    occlusion reads the next frame's passes (another run's) when there is one, its first frame's
+    disocclusion the previous frame's."""
     histogram = DisparityHistogram()
-    written, hashes = [], {}
-    waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
-    previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
-    for frame in run:
-        frame_passes = passes.read(shot.pass_path(frame), frame, with_sha256=True)
-        hashes[str(frame)] = frame_passes.sha256
-        histogram.add(frame_passes.depth)
-        forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
-        if waiting is not None and waiting[0] == frame - 1:
-            written.append(_write_occlusion(shot, *waiting, backward))
-        waiting = None
-        if frame in wanted:
-            written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
-            waiting = (frame, forward)
-            np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
-            before = previous[1] if previous is not None else _previous_forward(shot, frame)
-            written.append(_write_disocclusion(shot, frame, backward, before))
-        previous = (frame, forward)
-        _frame_done(stage, total, frame)
-    if waiting is not None:
-        frame = waiting[0]
-        after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
-        written.append(_write_occlusion(shot, *waiting, after))
-    return histogram.sparse(), written, hashes
+    written, hashes, spilled = [], {}, {}
+    with open(spill / f"{run[0]:04d}.f32", "wb") as spill_file:
+        waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
+        previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
+        for frame in run:
+            frame_passes = passes.read(shot.pass_path(frame), frame, with_sha256=True)
+            hashes[str(frame)] = frame_passes.sha256
+            histogram.add(frame_passes.depth)
+            forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
+            if waiting is not None and waiting[0] == frame - 1:
+                written.append(_write_occlusion(shot, *waiting, backward))
+            waiting = None
+            if frame in wanted:
+                written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
+                waiting = (frame, forward)
+                values = disparity(frame_passes.depth)
+                spilled[frame] = (spill_file.name, spill_file.tell(), values.shape)
+                values.tofile(spill_file)
+                before = previous[1] if previous is not None else _previous_forward(shot, frame)
+                written.append(_write_disocclusion(shot, frame, backward, before))
+            previous = (frame, forward)
+            _frame_done(stage, total, frame)
+        if waiting is not None:
+            frame = waiting[0]
+            after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
+            written.append(_write_occlusion(shot, *waiting, after))
+    return histogram.sparse(), written, hashes, spilled
 
 
-def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill: Path, stats: DepthStats) -> list[Path]:
+def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spilled: dict, stats: DepthStats) -> list[Path]:
     written = []
     for frame in run:
         path = map_path(shot, "depth", frame)
-        write_map(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats), "depth")
+        name, offset, shape = spilled[frame]
+        values = np.fromfile(name, np.float32, count=shape[0] * shape[1], offset=offset).reshape(shape)
+        write_map(path, depth_image_from_disparity(values, stats), "depth")
         written.append(path)
         _frame_done(stage, total, frame)
     return written
@@ -359,7 +368,7 @@ def _write_disocclusion(shot: Shot, frame: int, backward: np.ndarray, previous_f
 
 
 def write_map(path: Path, pixels: np.ndarray, kind: str) -> None:
-    files.write_png_pixels(path, pixels, PNG_FILTER[kind], PNG_LEVEL)
+    files.write_png_pixels(path, pixels, *PNG_SETTINGS[kind])
 
 
 def binary_image(inside: np.ndarray) -> np.ndarray:
