@@ -36,6 +36,9 @@ LOG_BIN = float(np.log1p(BIN_RATIO))
 BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
 PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
+# The normal map's colour of the normal (0, 0, 1): round(((1 - 0) / 2, (0 + 1) / 2, (1 + 1) / 2) * 255),
+# halves rounded to even as np.round does.
+FACING_CAMERA_RGB = (128, 128, 255)
 # How each kind of map is written (files.write_png_pixels): (row filter, zlib level). The filter
 # per kind is the fastest of none/sub/up at a size within 20 % of the smallest; masks and
 # occlusion are long runs of 0 and 255, which "up" turns into zeros. The clay is stored (level 0):
@@ -482,28 +485,31 @@ def depth_image(depth: np.ndarray, stats: DepthStats) -> np.ndarray:
     return depth_image_from_disparity(disparity(depth), stats)
 
 
-def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
-    """n_cam = R⁻¹ n_world, R the camera's world rotation (x right, y up, z towards the viewer)."""
+def camera_space_normals(normal_world: np.ndarray, matrix_world, scale=np.float32(1.0)) -> np.ndarray:
+    """n_cam = R⁻¹ n_world, R the camera's world rotation (x right, y up, z towards the viewer),
+    each component times `scale`."""
     rotation = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
     rotation = rotation / np.linalg.norm(rotation, axis=0)  # drop any object scale
     # R is orthonormal, so R⁻¹ = Rᵀ; for row vectors n_cam = n_world · R. float32 throughout: the
     # map has 8 bits per component, float32's rounding (~1e-7) is far below its step (1/255).
-    return normal_world.astype(np.float32, copy=False) @ rotation.astype(np.float32)
+    return normal_world.astype(np.float32, copy=False) @ (rotation.astype(np.float32) * scale)
 
 
 def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
-    rgb = camera_space_normals(normal_world, matrix_world)
-    # Where no surface was hit Blender's normal is (0, 0, 0), not a unit vector; use the flat
-    # normal facing the camera, (0, 0, 1) -> RGB (128, 128, 255), as the MiDaS normal annotator
-    # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
-    rgb[background] = (0.0, 0.0, 1.0)
-    # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped.
-    rgb *= np.float32([-0.5, 0.5, 0.5])  # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2), in place
+    # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped,
+    # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2). The halving is folded into the rotation: scaling by
+    # a power of two is exact in floating point, so n · (R s) = (n · R) s to the bit.
+    rgb = camera_space_normals(normal_world, matrix_world, np.float32([-0.5, 0.5, 0.5]))
     rgb += np.float32(0.5)
     np.clip(rgb, 0.0, 1.0, out=rgb)
     rgb *= np.float32(255.0)
-    return np.round(rgb, out=rgb).astype(np.uint8)
+    out = np.round(rgb, out=rgb).astype(np.uint8)
+    # Where no surface was hit Blender's normal is (0, 0, 0), not a unit vector; use the flat
+    # normal facing the camera, (0, 0, 1) -> RGB (128, 128, 255), as the MiDaS normal annotator
+    # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
+    out[background] = FACING_CAMERA_RGB
+    return out
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:

@@ -79,18 +79,24 @@ def write_npy(path: Path, array) -> None:
 
 def write_with(path: Path, write) -> None:
     """`write(tmp)` writes the file at a temporary name beside `path`; it is then renamed into place
-    (for writers that take a file name, such as OpenEXR's)."""
+    (for writers that take a file name, such as OpenEXR's, which may not say FileNotFoundError
+    for a missing folder: made first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     _atomic(path, write)
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except FileNotFoundError:  # its folder is new: made only then (a control stage writes ~10 files a frame)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:
