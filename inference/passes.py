@@ -3,6 +3,9 @@
 Channels are matched by pass name and component, never by part order: Blender 5.0 writes one
 part per pass (`ViewLayer.Depth.Z`), 4.x writes a single part, and the OpenEXR Python binding
 groups a pass's R,G,B,A channels into one (H, W, 4) array under the pass name.
+
+A file is read with one read call; an uncompressed one is parsed without the binding
+(exr_uncompressed.py: its channels are views of those bytes), any other goes to the binding.
 """
 
 import contextlib
