@@ -31,7 +31,7 @@ from conftest import make_shot, write_passes  # noqa: E402  (the synthetic Blend
 
 def old_control(shot_dir: Path) -> None:
     """The pre-streaming algorithm: every frame's disparity in memory, each EXR decoded twice."""
-    from inference import control, files, passes
+    from inference import control, passes
     from inference import shot as shot_module
 
     shot = shot_module.load(shot_dir)
@@ -41,11 +41,11 @@ def old_control(shot_dir: Path) -> None:
     stats = control.DepthStats(float(low), float(high))
     for frame in shot.frames:
         frame_passes = passes.read(shot.pass_path(frame), frame)
-        files.write_png(control.map_path(shot, "depth", frame), control.depth_image(frame_passes.depth, stats))
+        control.write_map(control.map_path(shot, "depth", frame), control.depth_image(frame_passes.depth, stats), "depth")
         background = frame_passes.depth >= control.BACKGROUND_DEPTH
         normal = control.normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background)
-        files.write_png(control.map_path(shot, "normal", frame), normal)
-        files.write_png(control.map_path(shot, "clay", frame), control.clay_image(frame_passes.combined))
+        control.write_map(control.map_path(shot, "normal", frame), normal, "normal")
+        control.write_map(control.map_path(shot, "clay", frame), control.clay_image(frame_passes.combined), "clay")
 
 
 def measured(mode: str, shot_dir: Path) -> dict:

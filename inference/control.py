@@ -7,6 +7,7 @@ Flow, occlusion and disocclusion from the Vector pass (flow.py), one mask per ro
 pass (masks.py).
 """
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -35,9 +36,17 @@ LOG_BIN = float(np.log1p(BIN_RATIO))
 BINS = int(np.ceil(np.log(DISPARITY_RANGE[1] / DISPARITY_RANGE[0]) / LOG_BIN))
 PERCENTILE_RELATIVE_ERROR = 1e-5
 KINDS = ("depth", "normal", "clay")
-# zlib level of the maps' PNGs: 1 encodes the noisy clay 4x faster than Pillow's default 6, for
-# files within 10% of its size (bench/bench_control.py; README "Speed of the control stage").
-PNG_LEVEL = 1
+# The normal map's colour of the normal (0, 0, 1): round(((1 - 0) / 2, (0 + 1) / 2, (1 + 1) / 2) * 255),
+# halves rounded to even as np.round does.
+FACING_CAMERA_RGB = (128, 128, 255)
+# How each kind of map is written (files.write_png_pixels): (row filter, zlib level). The filter
+# per kind is the fastest of none/sub/up at a size within 20 % of the smallest; masks and
+# occlusion are long runs of 0 and 255, which "up" turns into zeros. The clay is stored (level 0):
+# its render noise leaves zlib little to find (level 1: 36 % of the size for 3 ms a frame at
+# 512x288, the largest cost of the stage), so it takes 0.44 MB a frame instead of 0.16 (README
+# "Speed of the passes and control stages", bench/bench_control.py).
+PNG_SETTINGS = {"depth": ("up", 1), "normal": ("none", 1), "clay": ("none", 0), "binary": ("up", 1),
+                "detector": ("up", 1)}
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     exist are skipped (resume) and the others are written in one pass. Otherwise the statistics
     need every frame of the shot before any depth map can be normalised, so one pass over the
     shot accumulates the disparity histogram, writes the other maps of `frames` and keeps their
-    disparity in a float32 file under control/ (float16 would cost the 16-bit depth map ~5 bits);
-    a second pass turns those files into depth maps and deletes them. Both passes run in
+    disparity in float32 under control/, one file per worker's run (float16 would cost the 16-bit
+    depth map ~5 bits); a second pass turns that into depth maps and deletes the files. Both passes run in
     worker processes, one run of consecutive frames each (see `worker_count`).
     """
     detectors.check(shot)  # missing detector weights: stop before any work
     stats_path = shot.directory / "control" / "stats.json"
-    present = [f for f in shot.frames if shot.pass_path(f).is_file()]
-    with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
-        source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
     method = {
         "percentiles": list(PERCENTILES),
         "background_depth": BACKGROUND_DEPTH,
@@ -106,7 +112,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         "code": __version__,
     }
     saved = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    if saved.get("passes_sha256") == source and saved.get("method") == method:
+    source = None  # the passes' sha256: hashed here only to compare with saved statistics, else by the workers
+    if saved.get("method") == method:
+        present = [f for f in shot.frames if shot.pass_path(f).is_file()]
+        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
+            source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
+    if source is not None and saved.get("passes_sha256") == source:
         todo = [f for f in frames if not all(p.is_file() for p in frame_outputs(shot, f))]
         if not todo:
             protocol.progress("control", len(frames), len(frames), "every frame up to date")
@@ -121,10 +132,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         with _Workers(len(shot.frames)) as pool:
             chunks = pool.run("control_stats", _maps_and_histogram, shot, shot.frames, set(frames), spill)
             histogram = DisparityHistogram()
-            written = []
-            for sparse, paths in chunks:
+            written, source, spilled = [], {}, {}
+            for sparse, paths, hashes, where in chunks:
                 histogram.merge(sparse)
                 written += paths
+                source.update(hashes)
+                spilled.update(where)
             # Other passes or code: every older map is stale (and maps made with other stats would mix
             # two normalisations in one shot). Deleted only once every pass has been read, so a damaged
             # pass file stops the run with the maps already written still there.
@@ -145,7 +158,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
                     "passes_sha256": source,
                 },
             )
-            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spill, stats) for path in paths]
+            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spilled, stats) for path in paths]
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return written
@@ -235,40 +248,47 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
-    the wanted frames, their disparity spilled to `spill`. The run's last frame's occlusion reads
-    the next frame's passes (another run's) when there is one, its first frame's disocclusion the
-    previous frame's."""
+    the wanted frames, their disparity spilled to one file in `spill` (and where each frame is in
+    it), the sha256 of each pass file (from the bytes read for the maps). The run's last frame's
+    occlusion reads the next frame's passes (another run's) when there is one, its first frame's
+    disocclusion the previous frame's."""
     histogram = DisparityHistogram()
-    written = []
-    waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
-    previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
-    for frame in run:
-        frame_passes = passes.read(shot.pass_path(frame), frame)
-        histogram.add(frame_passes.depth)
-        forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
-        if waiting is not None and waiting[0] == frame - 1:
-            written.append(_write_occlusion(shot, *waiting, backward))
-        waiting = None
-        if frame in wanted:
-            written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
-            waiting = (frame, forward)
-            np.save(spill / f"{frame:04d}.npy", disparity(frame_passes.depth))
-            before = previous[1] if previous is not None else _previous_forward(shot, frame)
-            written.append(_write_disocclusion(shot, frame, backward, before))
-        previous = (frame, forward)
-        _frame_done(stage, total, frame)
-    if waiting is not None:
-        frame = waiting[0]
-        after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
-        written.append(_write_occlusion(shot, *waiting, after))
-    return histogram.sparse(), written
+    written, hashes, spilled = [], {}, {}
+    with open(spill / f"{run[0]:04d}.f32", "wb") as spill_file:
+        waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
+        previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
+        for frame in run:
+            frame_passes = passes.read(shot.pass_path(frame), frame, with_sha256=True)
+            hashes[str(frame)] = frame_passes.sha256
+            histogram.add(frame_passes.depth)
+            forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
+            if waiting is not None and waiting[0] == frame - 1:
+                written.append(_write_occlusion(shot, *waiting, backward))
+            waiting = None
+            if frame in wanted:
+                written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
+                waiting = (frame, forward)
+                values = disparity(frame_passes.depth)
+                spilled[frame] = (spill_file.name, spill_file.tell(), values.shape)
+                values.tofile(spill_file)
+                before = previous[1] if previous is not None else _previous_forward(shot, frame)
+                written.append(_write_disocclusion(shot, frame, backward, before))
+            previous = (frame, forward)
+            _frame_done(stage, total, frame)
+        if waiting is not None:
+            frame = waiting[0]
+            after = flow.backward(passes.read(shot.pass_path(frame + 1), frame + 1).vector) if frame < shot.frame_end else None
+            written.append(_write_occlusion(shot, *waiting, after))
+    return histogram.sparse(), written, hashes, spilled
 
 
-def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spill: Path, stats: DepthStats) -> list[Path]:
+def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spilled: dict, stats: DepthStats) -> list[Path]:
     written = []
     for frame in run:
         path = map_path(shot, "depth", frame)
-        write_map(path, depth_image_from_disparity(np.load(spill / f"{frame:04d}.npy"), stats))
+        name, offset, shape = spilled[frame]
+        values = np.fromfile(name, np.float32, count=shape[0] * shape[1], offset=offset).reshape(shape)
+        write_map(path, depth_image_from_disparity(values, stats), "depth")
         written.append(path)
         _frame_done(stage, total, frame)
     return written
@@ -287,7 +307,7 @@ def _maps_with_stats(shot: Shot, run: list[int], total: int, stage: str, stats: 
         frame_passes, backward = ahead.pop(frame, None) or _read_with_backward(shot, frame)
         forward = flow.forward(frame_passes.vector)
         path = map_path(shot, "depth", frame)
-        write_map(path, depth_image(frame_passes.depth, stats))
+        write_map(path, depth_image(frame_passes.depth, stats), "depth")
         written += [path, *_write_frame_maps(shot, frame, frame_passes, forward, backward)]
         before = previous[1] if previous is not None and previous[0] == frame - 1 else _previous_forward(shot, frame)
         written.append(_write_disocclusion(shot, frame, backward, before))
@@ -319,12 +339,12 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses, 
     flows are the frame's own, derived once by the caller (occlusions need them too)."""
     paths = [map_path(shot, "normal", frame), map_path(shot, "clay", frame)]
     background = frame_passes.depth >= BACKGROUND_DEPTH
-    write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background))
+    write_map(paths[0], normal_image(frame_passes.normal, shot.cameras[frame].matrix_world, background), "normal")
     clay = clay_image(frame_passes.combined)
-    write_map(paths[1], clay)
+    write_map(paths[1], clay, "clay")
     for kind in detectors.kinds_of(shot):  # canny, lineart: from the clay render (each worker loads its own)
         paths.append(map_path(shot, kind, frame))
-        write_map(paths[-1], Image.fromarray(detectors.detect(kind, np.asarray(clay))))
+        write_map(paths[-1], detectors.detect(kind, clay), "detector")
     for direction, values in (("forward", forward), ("backward", backward)):
         path = flow_path(shot, direction, frame)
         files.write_npy(path, values)
@@ -333,29 +353,29 @@ def _write_frame_maps(shot: Shot, frame: int, frame_passes: passes.FramePasses, 
     moved = shot.moved.get(frame, frozenset())
     for role, inside in masks.role_masks(frame_passes.object_index, shot.roles, moved, names).items():
         path = mask_path(shot, role, frame)
-        write_map(path, binary_image(inside))
+        write_map(path, binary_image(inside), "binary")
         paths.append(path)
     return paths
 
 
 def _write_occlusion(shot: Shot, frame: int, forward: np.ndarray, next_backward: np.ndarray | None) -> Path:
     path = occlusion_path(shot, frame)
-    write_map(path, binary_image(flow.occlusion(forward, next_backward)))
+    write_map(path, binary_image(flow.occlusion(forward, next_backward)), "binary")
     return path
 
 
 def _write_disocclusion(shot: Shot, frame: int, backward: np.ndarray, previous_forward: np.ndarray | None) -> Path:
     path = disocclusion_path(shot, frame)
-    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)))
+    write_map(path, binary_image(flow.disocclusion(backward, previous_forward)), "binary")
     return path
 
 
-def write_map(path: Path, image: Image.Image) -> None:
-    files.write_png(path, image, compress_level=PNG_LEVEL)
+def write_map(path: Path, pixels: np.ndarray, kind: str) -> None:
+    files.write_png_pixels(path, pixels, *PNG_SETTINGS[kind])
 
 
-def binary_image(inside: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.where(inside, 255, 0).astype(np.uint8))  # 8-bit grey, 255 inside
+def binary_image(inside: np.ndarray) -> np.ndarray:
+    return inside.view(np.uint8) * np.uint8(255)  # 8-bit grey, 255 inside (a bool is one byte, 0 or 1)
 
 
 class DisparityHistogram:
@@ -380,10 +400,19 @@ class DisparityHistogram:
         self.largest = np.full(BINS, -np.inf, dtype=np.float32)
 
     def add(self, depth: np.ndarray) -> None:
-        values = (1.0 / depth[depth < BACKGROUND_DEPTH]).astype(np.float32)  # as disparity() computes it
-        index = np.floor(np.log(values.astype(np.float64) / DISPARITY_RANGE[0]) / LOG_BIN).astype(np.int64)
-        index = np.clip(index, 0, BINS - 1)
-        self.counts += np.bincount(index, minlength=BINS)
+        values = np.divide(1.0, depth[depth < BACKGROUND_DEPTH], dtype=np.float32)  # as disparity() computes it
+        if values.size == 0:
+            return
+        position = values.astype(np.float64)  # the bin: floor(log(v / range low) / log bin width)
+        position /= DISPARITY_RANGE[0]
+        np.log(position, out=position)
+        position /= LOG_BIN
+        np.floor(position, out=position)
+        index = position.astype(np.int64)
+        np.clip(index, 0, BINS - 1, out=index)
+        # A frame's disparities span a few hundred thousand bins of the 1.27 M: count over those only.
+        low, high = int(index.min()), int(index.max())
+        self.counts[low:high + 1] += np.bincount(index - low, minlength=high - low + 1)
         np.minimum.at(self.smallest, index, values)
         np.maximum.at(self.largest, index, values)
 
@@ -447,33 +476,40 @@ def normalised_disparity(values: np.ndarray, stats: DepthStats) -> np.ndarray:
     return np.where(values > 0, np.clip(scaled, 0.0, 1.0), 0.0).astype(np.float32)
 
 
-def depth_image_from_disparity(values: np.ndarray, stats: DepthStats) -> Image.Image:
-    levels = np.round(normalised_disparity(values, stats) * 65535.0).astype(np.uint16)
-    return Image.fromarray(levels)  # uint16 -> mode "I;16", a 16-bit grey PNG
+def depth_image_from_disparity(values: np.ndarray, stats: DepthStats) -> np.ndarray:
+    """uint16 levels of the 16-bit grey depth map."""
+    return np.round(normalised_disparity(values, stats) * 65535.0).astype(np.uint16)
 
 
-def depth_image(depth: np.ndarray, stats: DepthStats) -> Image.Image:
+def depth_image(depth: np.ndarray, stats: DepthStats) -> np.ndarray:
     return depth_image_from_disparity(disparity(depth), stats)
 
 
-def camera_space_normals(normal_world: np.ndarray, matrix_world) -> np.ndarray:
-    """n_cam = R⁻¹ n_world, R the camera's world rotation (x right, y up, z towards the viewer)."""
+def camera_space_normals(normal_world: np.ndarray, matrix_world, scale=np.float32(1.0)) -> np.ndarray:
+    """n_cam = R⁻¹ n_world, R the camera's world rotation (x right, y up, z towards the viewer),
+    each component times `scale`."""
     rotation = np.asarray(matrix_world, dtype=np.float64)[:3, :3]
     rotation = rotation / np.linalg.norm(rotation, axis=0)  # drop any object scale
     # R is orthonormal, so R⁻¹ = Rᵀ; for row vectors n_cam = n_world · R. float32 throughout: the
     # map has 8 bits per component, float32's rounding (~1e-7) is far below its step (1/255).
-    return normal_world.astype(np.float32, copy=False) @ rotation.astype(np.float32)
+    return normal_world.astype(np.float32, copy=False) @ (rotation.astype(np.float32) * scale)
 
 
-def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> Image.Image:
-    n = camera_space_normals(normal_world, matrix_world)
+def normal_image(normal_world: np.ndarray, matrix_world, background: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped,
+    # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2). The halving is folded into the rotation: scaling by
+    # a power of two is exact in floating point, so n · (R s) = (n · R) s to the bit.
+    rgb = camera_space_normals(normal_world, matrix_world, np.float32([-0.5, 0.5, 0.5]))
+    rgb += np.float32(0.5)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    rgb *= np.float32(255.0)
+    out = np.round(rgb, out=rgb).astype(np.uint8)
     # Where no surface was hit Blender's normal is (0, 0, 0), not a unit vector; use the flat
     # normal facing the camera, (0, 0, 1) -> RGB (128, 128, 255), as the MiDaS normal annotator
     # does for its background (controlnet_aux/midas/__init__.py: x = y = 0 below bg_th, z = a).
-    n[background] = (0.0, 0.0, 1.0)
-    # normalbae (lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae): red is flipped.
-    rgb = n * np.float32([-0.5, 0.5, 0.5]) + np.float32(0.5)  # ((1 - x) / 2, (y + 1) / 2, (z + 1) / 2)
-    return Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
+    out[background] = FACING_CAMERA_RGB
+    return out
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
@@ -482,10 +518,24 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
 
 
-def clay_image(combined: np.ndarray) -> Image.Image:
-    # Blender's Combined is premultiplied by alpha, so RGB alone is the clay over black.
-    srgb = linear_to_srgb(combined[..., :3])
-    return Image.fromarray(np.round(srgb * 255.0).astype(np.uint8))
+def clay_image(combined: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB. Blender's Combined is premultiplied by alpha, so RGB alone is the
+    clay over black. A half-float pass (the passes' default) has 65,536 possible values: looked
+    up in their table, made once by the same formula, so the map is the same, 5x faster."""
+    if combined.dtype == np.float16:
+        return _half_to_srgb8().take(combined[..., :3].view(np.uint16))
+    return srgb8(combined[..., :3])
+
+
+def srgb8(linear: np.ndarray) -> np.ndarray:
+    return np.round(linear_to_srgb(linear.astype(np.float32, copy=False)) * 255.0).astype(np.uint8)
+
+
+@functools.cache
+def _half_to_srgb8() -> np.ndarray:
+    every_half = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # the NaN bit patterns (never in a render)
+        return srgb8(every_half)
 
 
 def load_depth(shot: Shot, frame: int) -> np.ndarray:

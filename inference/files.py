@@ -8,9 +8,17 @@ and on Windows within one volume).
 import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, PngImagePlugin
+
+# PNG row filters (PNG specification, 3rd edition, section 9.2). One filter for the whole image,
+# chosen per kind of map, instead of Pillow's per-row trial of all five: that trial was half of
+# the control maps' encoding time (bench/bench_control.py; README "Speed of the control stage").
+PNG_FILTERS = {"none": 0, "sub": 1, "up": 2}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -25,9 +33,43 @@ def write_png(path: Path, image: Image.Image, text: dict[str, str] | None = None
     _atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info, compress_level=compress_level))
 
 
-def write_npy(path: Path, array) -> None:
-    import numpy as np
+def write_png_pixels(path: Path, pixels: np.ndarray, png_filter: str = "none", level: int = 1) -> None:
+    """A PNG of `pixels` as they are: (H, W) uint8 grey, (H, W) uint16 16-bit grey or (H, W, 3) uint8
+    RGB. Every row gets `png_filter`; `level` is zlib's 0-9. Lossless whatever the choice."""
+    data = png_bytes(pixels, png_filter, level)
+    _atomic(path, lambda tmp: tmp.write_bytes(data))
 
+
+def png_bytes(pixels: np.ndarray, png_filter: str = "none", level: int = 1) -> bytes:
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.dtype not in (np.uint8, np.uint16) or channels not in (1, 3) or (channels == 3 and pixels.dtype != np.uint8):
+        raise ValueError(f"png_bytes takes (H, W) uint8/uint16 or (H, W, 3) uint8, not {pixels.shape} {pixels.dtype}")
+    # PNG samples are big-endian; filters work on bytes, whatever the sample size (spec 9.2).
+    raw = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder(">")).reshape(height, -1).view(np.uint8)
+    rows = np.empty((height, raw.shape[1] + 1), np.uint8)  # each row: its filter-type byte, then the filtered bytes
+    rows[:, 0] = PNG_FILTERS[png_filter]
+    if png_filter == "none":
+        rows[:, 1:] = raw
+    elif png_filter == "sub":  # byte minus the same byte of the pixel to the left, modulo 256
+        step = channels * pixels.dtype.itemsize
+        rows[:, 1:1 + step] = raw[:, :step]
+        np.subtract(raw[:, step:], raw[:, :-step], out=rows[:, 1 + step:])
+    else:  # "up": byte minus the byte above, modulo 256
+        rows[0, 1:] = raw[0]
+        np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
+    colour_type = 0 if channels == 1 else 2  # grey or RGB
+    header = (width.to_bytes(4, "big") + height.to_bytes(4, "big")
+              + bytes([pixels.dtype.itemsize * 8, colour_type, 0, 0, 0]))  # deflate, adaptive filtering, no interlace
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows, level))
+            + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(data, zlib.crc32(kind)).to_bytes(4, "big")
+
+
+def write_npy(path: Path, array) -> None:
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the tmp name
             np.save(f, array)
@@ -37,18 +79,24 @@ def write_npy(path: Path, array) -> None:
 
 def write_with(path: Path, write) -> None:
     """`write(tmp)` writes the file at a temporary name beside `path`; it is then renamed into place
-    (for writers that take a file name, such as OpenEXR's)."""
+    (for writers that take a file name, such as OpenEXR's, which may not say FileNotFoundError
+    for a missing folder: made first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     _atomic(path, write)
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except FileNotFoundError:  # its folder is new: made only then (a control stage writes ~10 files a frame)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:

@@ -17,14 +17,20 @@ ALPHA = 0.01
 BETA = 0.5
 
 
-def forward(vector: np.ndarray) -> np.ndarray:
-    """(H, W, 2) float32 pixels from frame t to t+1, x right, y down."""
-    return np.stack([-vector[..., 2], vector[..., 3]], axis=-1).astype(np.float32)
+def forward(vector: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(H, W, 2) float32 pixels from frame t to t+1, x right, y down; `vector` is the pass's X, Y, Z, W."""
+    return _pair(np.negative(vector[2]), vector[3])
 
 
-def backward(vector: np.ndarray) -> np.ndarray:
+def backward(vector: tuple[np.ndarray, ...]) -> np.ndarray:
     """(H, W, 2) float32 pixels from frame t to t-1, x right, y down."""
-    return np.stack([vector[..., 0], -vector[..., 1]], axis=-1).astype(np.float32)
+    return _pair(vector[0], np.negative(vector[1]))
+
+
+def _pair(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    out = np.empty((*x.shape, 2), np.float32)
+    out[..., 0], out[..., 1] = x, y
+    return out
 
 
 def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.ndarray:
@@ -38,17 +44,24 @@ def occlusion(forward_flow: np.ndarray, next_backward: np.ndarray | None) -> np.
     """
     height, width = forward_flow.shape[:2]
     fx, fy = forward_flow[..., 0], forward_flow[..., 1]
-    x = np.rint(np.arange(width, dtype=np.float32)[None, :] + fx).astype(np.int64)
-    y = np.rint(np.arange(height, dtype=np.float32)[:, None] + fy).astype(np.int64)
-    outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
+    # The landing pixel, rounded, kept in float32 (exact for any pixel of an image under 2^24
+    # pixels wide; farther ones are outside either way).
+    x = np.rint(np.arange(width, dtype=np.float32)[None, :] + fx)
+    y = np.rint(np.arange(height, dtype=np.float32)[:, None] + fy)
+    outside = (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
     if next_backward is None:
         return outside
-    at = np.clip(y, 0, height - 1) * width + np.clip(x, 0, width - 1)
-    bx = next_backward[..., 0].ravel()[at]
-    by = next_backward[..., 1].ravel()[at]
+    np.clip(x, 0, width - 1, out=x)
+    np.clip(y, 0, height - 1, out=y)
+    at = y.astype(np.int32)
+    at *= width
+    at += x.astype(np.int32)
+    landed = next_backward.reshape(-1, 2).take(at, axis=0)  # (H, W, 2): B'(p + F(p)) in one gather
+    bx, by = landed[..., 0], landed[..., 1]
     mismatch = (fx + bx) ** 2 + (fy + by) ** 2
     bound = ALPHA * (fx * fx + fy * fy + bx * bx + by * by) + BETA
-    return outside | (mismatch > bound)
+    outside |= mismatch > bound
+    return outside
 
 
 def disocclusion(backward_flow: np.ndarray, previous_forward: np.ndarray | None) -> np.ndarray:

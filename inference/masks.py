@@ -22,14 +22,16 @@ def role_names(roles: dict[int, str], has_fragments: bool) -> list[str]:
 def role_masks(object_index: np.ndarray, roles: dict[int, str], moved: frozenset[int], names: list[str]) -> dict[str, np.ndarray]:
     """One boolean (H, W) mask per name in `names`; fragments in `moved` count as debris."""
     index = np.rint(object_index).astype(np.int64)
-    role_of = {i: (DEBRIS if i in moved else role) for i, role in roles.items()}
-    for i in moved:
-        role_of.setdefault(i, DEBRIS)
+    number = {name: n for n, name in enumerate(names)}
+    role_ids = np.fromiter(roles, np.int64, len(roles))
+    moved_ids = np.fromiter(moved, np.int64, len(moved))
     # A lookup table from index to role number (len(names) = no role): one pass over the pixels.
-    table = np.full(max([int(index.max(initial=0)), *role_of]) + 1, len(names), np.int64)
-    number = {name: n for n, name in enumerate(names)}  # not names.index(): ~1,000 fragments a frame
-    for i, role in role_of.items():
-        if i > 0:
-            table[i] = number[role]
-    which = table[np.clip(index, 0, len(table) - 1)]
+    # Filled with arrays, not a loop: ~1,000 fragments a frame.
+    size = max(int(index.max(initial=0)), int(role_ids.max(initial=0)), int(moved_ids.max(initial=0))) + 1
+    table = np.full(size, len(names), np.int64)
+    role_numbers = np.fromiter((number[role] for role in roles.values()), np.int64, len(roles))
+    table[role_ids[role_ids > 0]] = role_numbers[role_ids > 0]
+    if moved_ids.size:
+        table[moved_ids[moved_ids > 0]] = number[DEBRIS]  # a moved fragment is debris, whatever its role
+    which = table.take(index, mode="clip")  # clipped like np.clip(index, 0, size - 1)
     return {name: which == n for n, name in enumerate(names)}

@@ -172,7 +172,7 @@ def _parse(shot_dir: Path, data: dict) -> Shot:
         passes=str(data["passes"]),
         roles={int(k): str(v) for k, v in data.get("roles", {}).items()},
         fragments=frozenset(int(k) for k in data.get("fragments", {})),
-        moved={int(f): frozenset(int(i) for i in ids) for f, ids in data.get("moved", {}).items()},
+        moved={int(f): frozenset(map(int, ids)) for f, ids in data.get("moved", {}).items()},
         cameras=cameras,
         look=look_settings(look),
         model=settings,
