@@ -17,7 +17,8 @@ Quality, against the reference (64 samples, not denoised, the old light settings
               are averages of the samples, one sample hits one surface).
 Variants:
   before      the settings before issue 16: 8 samples, no denoising, written with write_still
-  now         addon/scene/passes.py with the default preset: 1 sample, the clay denoised (OIDN FAST)
+  now         addon/scene/passes.py with the default preset: 1 sample, the clay denoised
+              (OpenImageDenoise, quality FAST, colour only)
   raw 1       1 sample, no denoising: the floor, and the noise the denoiser removes
   dn 2        2 samples, denoised: the next step up if an artist wants a cleaner clay
   split       two view layers, the data passes at 1 sample and the clay at 8 (issue 16's idea):

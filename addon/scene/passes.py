@@ -88,9 +88,11 @@ def configure(scene: bpy.types.Scene, preset: Preset) -> dict:
 
 def configure_denoising(scene: bpy.types.Scene, layer: bpy.types.ViewLayer, denoise: bool) -> None:
     """OpenImageDenoise on the Combined (clay) pass, the only pass Cycles denoises: Depth, Normal,
-    Vector and Object Index are written as traced. The fastest settings (quality FAST, albedo and
-    normal guides, FAST prefilter) measured closest to a 64-sample clay for their cost
-    (bench/bench_passes.py). Cycles then also writes the clay before denoising ("Noisy Image")."""
+    Vector and Object Index are written as traced. Cycles then also writes the clay before
+    denoising ("Noisy Image"). Quality FAST and the colour alone measured closest to a 64-sample
+    clay for their cost (README "Passes stage"): the clay's albedo is one grey everywhere, so the
+    albedo and normal guides cost time and told the denoiser nothing (31.8 dB with them, 32.3
+    without; BALANCED with them 32.0 dB for +0.15 CPU-s a frame)."""
     scene.cycles.use_denoising = denoise
     if not denoise:
         return
@@ -100,8 +102,8 @@ def configure_denoising(scene: bpy.types.Scene, layer: bpy.types.ViewLayer, deno
         raise RuntimeError("This Blender has no OpenImageDenoise, which [render] denoise = true needs: set "
                            "denoise = false in the preset (and samples = 8 or more for a clean clay pass).")
     scene.cycles.denoiser = "OPENIMAGEDENOISE"
-    scene.cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
-    scene.cycles.denoising_prefilter = "FAST"
+    scene.cycles.denoising_input_passes = "RGB"
+    scene.cycles.denoising_prefilter = "NONE"  # it filters the guides, and there are none
     scene.cycles.denoising_quality = "FAST"
     scene.cycles.denoising_use_gpu = False  # one denoiser (the CPU's) whichever device renders
     layer.cycles.use_denoising = True
