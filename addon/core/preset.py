@@ -78,7 +78,13 @@ class BuildingSettings:
 
 @dataclass(frozen=True)
 class RenderSettings:
-    samples: int = field(default=8, metadata=_range(1, 4096))
+    """Cycles settings of the passes stage (addon/scene/passes.py)."""
+    # Samples per pixel. Depth and Object Index come from the first sample whatever this says,
+    # Normal and Vector are averaged over all of them (antialiased edges); only the clay needs more.
+    samples: int = field(default=1, metadata=_range(1, 4096))
+    # OpenImageDenoise on the clay (Combined) pass only: 1 denoised sample is closer to a 64-sample
+    # clay than 8 raw samples, at a third of the CPU (README "Passes stage"). Data passes never are.
+    denoise: bool = True
     engine: str = field(default="CYCLES", metadata={"choices": ("CYCLES",)})
 
 

@@ -60,6 +60,7 @@ def test_a_new_prompt_redoes_generate_and_composite_only(generated):
     ("long_shot", {"mode": "windows"}, set()),              # long_shot and memory: the same
     ("memory", {"offload": "model"}, set()),
     ("render", {"samples": 3}, {"passes"}),                 # render: passes and after
+    ("render", {"denoise": False}, {"passes"}),
     ("triggers", [{"kind": "column_removal", "frame": 2}], SCENE | {"passes"}),  # scene sections: everything
     ("materials", {"concrete": {"tensile_strength_pa": 2.0e6}}, SCENE | {"passes"}),
     ("building", {"storeys": 3}, SCENE | {"passes"}),

@@ -23,12 +23,14 @@ def test_problems_are_all_reported_with_their_keys(tmp_path):
     data["building"]["storeys"] = 0
     data["model"]["width"] = 500
     data["look"]["colour"] = "red"
+    data["render"]["denoise"] = 1  # TOML's 1 is not true
     data["extra"] = {}
     with pytest.raises(PresetError) as err:
         preset_from_dict(data)
     text = str(err.value)
     for expected in ("shot.fps: expected int", "building.storeys: 0 is below the minimum 1",
-                     "model.width: 500 must be a multiple of 8", "look.colour: unknown key", "extra: unknown"):
+                     "model.width: 500 must be a multiple of 8", "look.colour: unknown key", "extra: unknown",
+                     "render.denoise: expected bool"):
         assert expected in text, f"{expected!r} missing from:\n{text}"
 
 
