@@ -106,8 +106,7 @@ def seams(tmp: Path) -> None:
                     latents=noise, output_type="latent").frames
 
     def decoded(latents):
-        pixels = animatediff_controlnet.decode(pipe, latents, 8, windows.Window(0, 0, 24), shot.frames)
-        return np.round(np.clip(pixels, 0, 1) * 255)
+        return animatediff_controlnet.decode(pipe, latents, 8, windows.Window(0, 0, 24), shot.frames).astype(np.float64)
 
     # Latent blending: the same windows' final latents cross-faded with the same weights, then decoded.
     # Independent noise: each window draws its own (what shot-level noise replaced), pixel cross-fade.
@@ -120,7 +119,7 @@ def seams(tmp: Path) -> None:
         own = torch.randn(latents.shape, generator=torch.Generator("cpu").manual_seed(shot.seed + 1 + window.index))
         pixels = animatediff_controlnet.decode(pipe, window_latents(window, own), 8, window,
                                                shot.frames[window.start : window.stop])
-        independent[window.start : window.stop] += np.round(np.clip(pixels, 0, 1) * 255) * weight[:, None, None, None]
+        independent[window.start : window.stop] += pixels * weight[:, None, None, None]
     results["windows, shot noise, latent blend"] = decoded(latent_blend)
     results["windows, shot noise, pixel cross-fade (shipped)"] = results.pop("windows")
     results["windows, own noise per window, pixel cross-fade"] = independent
