@@ -340,6 +340,29 @@ def test_the_vae_decodes_in_chunks_of_the_preset_size_without_changing_the_frame
         assert np.abs(other.astype(int) - whole.astype(int)).max() <= 1
 
 
+def test_decode_holds_no_float_video_of_the_whole_window_and_gives_the_pngs_of_diffusers_decode(tiny_pipeline):
+    """Each chunk is decoded and post-processed on its own and kept as 8 bits (a 64-frame window at
+    512x320 held three float copies of itself, 400 MiB); the values are those of diffusers' decode of the
+    whole window with the same chunk size, bit for bit."""
+    import torch
+
+    from inference import windows
+    from inference.families import animatediff_controlnet
+
+    calls = []
+    decode_latents = tiny_pipeline.decode_latents
+    tiny_pipeline.decode_latents = lambda latents, chunk: calls.append(latents.shape[2]) or decode_latents(latents, chunk)
+    try:
+        ours = animatediff_controlnet.decode(tiny_pipeline, _latents(), 3, windows.Window(0, 0, 7), list(range(1, 8)))
+    finally:
+        del tiny_pipeline.decode_latents
+    assert calls == [3, 3, 1], "one chunk of frames at a time"
+    with torch.no_grad():
+        whole = tiny_pipeline.video_processor.postprocess_video(tiny_pipeline.decode_latents(_latents(), 3),
+                                                                output_type="np")[0]
+    assert ours.dtype == np.uint8 and np.array_equal(ours, np.round(np.clip(whole, 0, 1) * 255).astype(np.uint8))
+
+
 def test_an_fp16_vae_that_asks_for_upcasting_decodes_in_fp32(tiny_model):
     import torch
 
