@@ -2,9 +2,9 @@
 
 diffusers' AnimateDiffControlNetPipeline.prepare_video turns each control video into float32 at full
 length and then doubles it for classifier-free guidance (`torch.cat([video] * 2)`), and the float32
-frames handed in stay alive for the call too: 36 bytes per pixel per control for the whole shot. A
-64-frame shot at 512x320 with one control held 375 MiB of its 1,551 MiB peak that way, a 16-frame shot
-94 MiB (bench/inference_cpu.py memory, tiny model). Here each control's frames stay as read
+frames handed in stay alive for the call too: 36 bytes per pixel per control for the whole shot, 5.6 MiB
+a frame at 512x320. A 64-frame shot at that size with one control held 375 MiB of its 1,551 MiB peak that
+way (bench/inference_cpu.py memory, tiny model, RSS per phase). Here each control's frames stay as read
 (families/common.py control_frames: 8-bit RGB, or depth's float grey: 3 or 4 bytes per pixel), once,
 and the split ControlNet forward (inference/split_controlnet.py) asks for the float32 frames of its
 chunk of the guidance batch only.

@@ -319,7 +319,8 @@ def decode(pipe, latents, chunk_size: int, window: windows.Window, frames: list[
 
     `chunk_size` frames at a time, each chunk decoded (diffusers' decode_latents) and post-processed
     (its postprocess_video) on its own and kept as 8 bits: no float copy of the whole video is held
-    (a 64-frame shot at 512x320 held 3 of them, 400 MiB, bench/inference_cpu.py memory). Every step is
+    (up to three were: the decode of a 64-frame shot at 512x320 peaked 395 MiB above a 16-frame one's,
+    bench/inference_cpu.py memory, tiny model, RSS per phase). Every step is
     per frame, so the 8-bit values are those of the whole video's decode with the same chunk size.
     The VAE treats each frame on its own, so the chunk size changes peak memory, not the frames.
     Non-finite pixels are an error before anything is written: cast to uint8, NaN turns black.
