@@ -12,10 +12,13 @@ batch size (the time embedding's Linear already differs by 1.2e-7); the frames s
 level of the plain diffusers call (tests/inference/test_long_shot.py).
 
 The residuals are written into tensors allocated once at full length rather than concatenated, so
-the peak is those outputs plus one chunk's activations, not twice the outputs.
+the peak is those outputs plus one chunk's activations, not twice the outputs. The conditioning videos
+stay compact (inference/conditioning_video.py) and each chunk's float frames are made for that chunk.
 """
 
 import inspect
+
+from . import conditioning_video
 
 # Keyword arguments of ControlNetModel.forward that carry one entry per batch item (frame).
 PER_FRAME = ("sample", "timestep", "encoder_hidden_states", "controlnet_cond", "class_labels", "timestep_cond",
@@ -23,7 +26,9 @@ PER_FRAME = ("sample", "timestep", "encoder_hidden_states", "controlnet_cond", "
 
 
 def enable(pipe, split_size: int) -> None:
-    """Run each of the pipeline's ControlNets over `split_size` frames at a time (idempotent)."""
+    """Run each of the pipeline's ControlNets over `split_size` frames at a time, their conditioning
+    made float per chunk (idempotent)."""
+    conditioning_video.install(pipe)
     controlnet = pipe.controlnet
     for net in getattr(controlnet, "nets", [controlnet]):
         if getattr(net, "_rubble_split_size", None) is None:
@@ -40,8 +45,12 @@ def _split_forward(net, plain, signature):
         arguments = bound.arguments
         batch = arguments["sample"].shape[0]
         size = net._rubble_split_size
+        cond = arguments["controlnet_cond"]
+        compact = isinstance(cond, conditioning_video.Video)
+        if compact and len(cond) != batch:
+            raise ValueError(f"the conditioning video has {len(cond)} batch items, the ControlNet's input {batch}")
         if batch <= size:
-            return plain(*args, **kwargs)
+            return plain(**{**arguments, "controlnet_cond": cond.batch(0, batch)}) if compact else plain(*args, **kwargs)
         per_frame = [name for name in PER_FRAME
                      if isinstance(arguments.get(name), torch.Tensor) and arguments[name].ndim > 0
                      and arguments[name].shape[0] == batch]
@@ -50,6 +59,8 @@ def _split_forward(net, plain, signature):
         for start in range(0, batch, size):
             chunk = {**arguments, **{name: arguments[name][start : start + size] for name in per_frame},
                      "return_dict": False}
+            if compact:
+                chunk["controlnet_cond"] = cond.batch(start, min(start + size, batch))
             chunk_down, chunk_mid = plain(**chunk)
             if down is None:  # allocated once, at full length, from the first chunk's shapes
                 down = [r.new_empty((batch, *r.shape[1:])) for r in chunk_down]

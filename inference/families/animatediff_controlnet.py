@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import __version__, files, long_shot, memory, models, noise_warp, pipeline_cache, protocol, video_to_video, windows
+from .. import (__version__, conditioning_video, files, long_shot, memory, models, noise_warp, pipeline_cache, protocol,
+               video_to_video, windows)
 from ..cancel import CancelFlag
 from ..models import ModelSpec
 from ..protocol import BackendError
 from ..shot import Shot
-from .common import conditioning, control_hashes, model_identity, runtime, windows_to_do  # shared with the other families
+from .common import (conditioning, control_frames, control_hashes, model_identity, runtime,  # shared with the other families
+                     windows_to_do)
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
@@ -211,8 +213,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             except torch.OutOfMemoryError as again:
                 raise memory.out_of_memory(again, shot.memory, shot.long_shot.mode, where, retried=True) from again
         for frame, pixels in zip(frames, pixels_per_frame):
-            image = Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))
-            files.write_png(windows.frame_path(records, window, frame), image)
+            files.write_png(windows.frame_path(records, window, frame), Image.fromarray(pixels))
         seconds = time.perf_counter() - started
         files.write_json(
             windows.record_path(records, window),
@@ -263,7 +264,7 @@ def pipeline_key(shot: Shot, identity: dict, device: str, dtype: str, motion_lor
 
 
 def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], noise, on_step) -> np.ndarray:
-    """One pipeline call over the window (the whole shot in free_noise mode), decoded: (F, H, W, 3) in [0, 1].
+    """One pipeline call over the window (the whole shot in free_noise mode), decoded: (F, H, W, 3) uint8.
 
     Video-to-video ([look] strength < 1, `pipe` is then the video-to-video pipeline): the window's clay,
     noised with the same slice of the shot's noise, is the starting point (inference/video_to_video.py).
@@ -283,7 +284,7 @@ def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], 
         height=shot.model.height,
         num_inference_steps=shot.look.steps,
         guidance_scale=shot.look.guidance_scale,
-        **control_arguments(shot, frames),
+        **control_arguments(shot, frames, compact=conditioning_video.installed(pipe)),
         **start,
         output_type="latent",  # decoded below: in chunks, upcast, checked before anything is written
         callback_on_step_end=on_step,
@@ -314,17 +315,30 @@ def _upcast_vae(pipe) -> None:
 
 
 def decode(pipe, latents, chunk_size: int, window: windows.Window, frames: list[int]) -> np.ndarray:
-    """Latents (1, C, F, h, w) -> frames (F, H, W, 3) in [0, 1], decoding `chunk_size` frames at a time.
+    """Latents (1, C, F, h, w) -> frames (F, H, W, 3) uint8, as the PNGs hold them.
 
+    `chunk_size` frames at a time, each chunk decoded (diffusers' decode_latents) and post-processed
+    (its postprocess_video) on its own and kept as 8 bits: no float copy of the whole video is held
+    (up to three were: the decode of a 64-frame shot at 512x320 peaked 395 MiB above a 16-frame one's,
+    bench/inference_cpu.py memory, tiny model, RSS per phase). Every step is
+    per frame, so the 8-bit values are those of the whole video's decode with the same chunk size.
     The VAE treats each frame on its own, so the chunk size changes peak memory, not the frames.
     Non-finite pixels are an error before anything is written: cast to uint8, NaN turns black.
     """
     import torch
 
-    with torch.no_grad():
-        video = pipe.decode_latents(latents.to(pipe.vae.dtype), chunk_size)  # (1, 3, F, H, W) float32
-    if not torch.isfinite(video).all():
-        bad = [frames[i] for i in range(video.shape[2]) if not torch.isfinite(video[:, :, i]).all()]
+    count = latents.shape[2]
+    pixels, bad = None, []
+    for start in range(0, count, chunk_size):
+        with torch.no_grad():  # (1, 3, n, H, W) float32
+            video = pipe.decode_latents(latents[:, :, start : start + chunk_size].to(pipe.vae.dtype), chunk_size)
+        bad += [frames[start + i] for i in range(video.shape[2]) if not torch.isfinite(video[:, :, i]).all()]
+        chunk = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]  # (n, H, W, 3) in [0, 1]
+        if pixels is None:
+            pixels = np.empty((count, *chunk.shape[1:]), np.uint8)
+        pixels[start : start + len(chunk)] = np.round(np.clip(chunk, 0.0, 1.0) * 255.0)
+        del video, chunk
+    if bad:
         raise BackendError(
             "non_finite_output",
             f"Window {window.index} (frames {frames[0]}–{frames[-1]}) decoded to NaN/inf pixels in frames {bad} "
@@ -334,15 +348,21 @@ def decode(pipe, latents, chunk_size: int, window: windows.Window, frames: list[
             "--device cpu, which is fp32 throughout); a very high [look] guidance_scale can also blow up the "
             "latents, so lower it. Then run generate again: this window is redone.",
         )
-    return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+    return pixels
 
 
-def control_arguments(shot: Shot, frames: list[int]) -> dict:
+def control_arguments(shot: Shot, frames: list[int], compact: bool = False) -> dict:
     """The pipeline's ControlNet arguments for `frames`: per [[controls]] entry, in preset order (the
-    order of models.controlnets()), its conditioning video, weight and guidance start/end."""
+    order of models.controlnets()), its conditioning video, weight and guidance start/end.
+
+    `compact`: each video as conditioning_video.Frames (8-bit or depth's grey, made float per chunk of
+    frames by the split ControlNets), for a pipeline that takes them (conditioning_video.installed);
+    else float [0, 1] frames, as any diffusers pipeline takes them."""
     controls = shot.model.controls
+    videos = ([conditioning_video.Frames(control_frames(shot, c.kind, frames)) for c in controls] if compact
+              else [conditioning(shot, c.kind, frames) for c in controls])
     return {
-        "conditioning_frames": [conditioning(shot, c.kind, frames) for c in controls],
+        "conditioning_frames": videos,
         "controlnet_conditioning_scale": [c.weight for c in controls],
         "control_guidance_start": [c.guidance_start for c in controls],
         "control_guidance_end": [c.guidance_end for c in controls],

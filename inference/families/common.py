@@ -45,18 +45,31 @@ def control_hashes(shot: Shot) -> dict[int, dict[str, str | None]]:
 
 
 def conditioning(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
-    """One kind's control maps at the generation size, float [0, 1] RGB: one (H, W, 3) per frame.
-    Depth keeps its 16 bits until here (grey in RGB); the 8-bit maps are resized as they are."""
+    """One kind's control maps at the generation size, float [0, 1] RGB: one (H, W, 3) per frame."""
+    return [as_float(frame) for frame in control_frames(shot, kind, frames)]
+
+
+def control_frames(shot: Shot, kind: str, frames: list[int]) -> list[np.ndarray]:
+    """One kind's control maps at the generation size, as compact as they are exact: depth keeps its
+    16 bits until here, resized as float grey (H, W) float32 in [0, 1]; the 8-bit maps are resized as
+    they are, (H, W, 3) uint8. `as_float` turns a frame into what `conditioning` gives."""
     size = (shot.model.width, shot.model.height)
     out = []
     for frame in frames:
         if kind == "depth":
-            grey = np.asarray(Image.fromarray(control.load_depth(shot, frame)).resize(size, Image.Resampling.BILINEAR))
-            out.append(np.repeat(grey[..., None], 3, axis=-1).astype(np.float32))
+            out.append(np.asarray(Image.fromarray(control.load_depth(shot, frame)).resize(size, Image.Resampling.BILINEAR),
+                                  dtype=np.float32))
         else:
             image = Image.open(control.map_path(shot, kind, frame)).convert("RGB")
-            out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
+            out.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR)))
     return out
+
+
+def as_float(frame: np.ndarray) -> np.ndarray:
+    """A frame of `control_frames` as float32 [0, 1] RGB (H, W, 3): grey repeated, 8-bit / 255."""
+    if frame.ndim == 2:
+        return np.repeat(frame[..., None], 3, axis=-1)
+    return frame.astype(np.float32) / 255.0
 
 
 def write_frames(shot: Shot, window: windows.Window, frames: list[int], pixels_per_frame) -> None:

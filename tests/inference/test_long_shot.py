@@ -159,21 +159,70 @@ def test_split_inference_runs_the_controlnets_in_chunks_of_frames_with_the_same_
     match the plain diffusers call with split inference (256, 4) to within one 8-bit level: a chunk's
     matrix products round differently from the whole batch's on the CPU (oneDNN/MKL pick kernels by the
     batch size: the time embedding's Linear already differs by 1.2e-7), so bit-identity cannot hold."""
+    import torch
+
     from inference import models
 
     split = {**FREE_NOISE, "temporal_split_size": 4}
     shot = make_shot(tmp_path / "shot", frames=7, long_shot=split, **SIZE)
     pipe = models.load_pipeline(models.tiny_spec(tiny_model, DEFAULT_CONTROLS), "cpu")
-    batches = []
-    for net in pipe.controlnet.nets:  # its first layer sees each chunk
+    batches, conditioning = [], []
+    for net in pipe.controlnet.nets:  # its first layers see each chunk, of latents and of conditioning frames
         net.conv_in.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+        net.controlnet_cond_embedding.register_forward_pre_hook(
+            lambda module, args: conditioning.append((args[0].shape[0], args[0].dtype)))
     run_in_process(shot, tiny_model, pipe=pipe)
     steps = 2  # make_shot's look
     assert batches == [4, 4, 4, 2] * len(DEFAULT_CONTROLS) * steps
+    assert [n for n, _ in conditioning] == batches and {d for _, d in conditioning} == {torch.float32}
     ours = frames(shot / "windows" / "000").astype(int)
     plain = plain_diffusers_frames(tiny_model, shot, free_noise={"context_length": 4, "context_stride": 2},
                                    split_sizes=(256, 4)).astype(int)
     assert np.abs(ours - plain).max() <= 1
+
+
+def test_a_free_noise_run_holds_its_conditioning_videos_compact_and_makes_them_float_per_chunk(
+        tmp_path, tiny_model, quiet_in_process):
+    """diffusers' prepare_video holds each control video as float32 at full length, twice (guidance): the
+    part of a long shot's peak memory that grew with its length. With split inference the ControlNets get
+    the frames as read (conditioning_video.Video: 8-bit RGB, depth's float grey), and every chunk they
+    see holds exactly the values prepare_video would have given (same dtype, contiguous)."""
+    import torch
+
+    from inference import conditioning_video, control, models
+    from inference.families import animatediff_controlnet
+    from inference import shot as shot_module
+
+    # The passes at 80x60 are resized to the 64x48 generation size, so the resize is part of what is compared.
+    shot_dir = make_shot(tmp_path / "shot", frames=5, size=(80, 60), model=SIZE["model"], look={"steps": 1},
+                         long_shot={**FREE_NOISE, "temporal_split_size": 4})
+    shot = shot_module.load(shot_dir)
+    control.derive(shot, shot.frames)
+    pipe = models.load_pipeline(models.tiny_spec(tiny_model, DEFAULT_CONTROLS), "cpu")
+    plain = [pipe.prepare_video(video, 64, 48, 5, 1, torch.device("cpu"), torch.float32, True)
+             for video in animatediff_controlnet.control_arguments(shot, shot.frames)["conditioning_frames"]]
+
+    held, chunks = [], []
+    pipe.controlnet.register_forward_pre_hook(lambda module, args, kwargs: held.extend(kwargs["controlnet_cond"]),
+                                              with_kwargs=True)
+    for net in pipe.controlnet.nets:
+        net.controlnet_cond_embedding.register_forward_pre_hook(lambda module, args: chunks.append(args[0]))
+    run_in_process(shot_dir, tiny_model, pipe=pipe)
+
+    assert all(isinstance(video, conditioning_video.Video) for video in held), [type(v) for v in held]
+    depth, normal = held[:2]  # DEFAULT_CONTROLS' order
+    assert depth.frames[0].shape == (48, 64) and depth.frames[0].dtype == np.float32
+    assert normal.frames[0].shape == (48, 64, 3) and normal.frames[0].dtype == np.uint8
+    full = sum(video.element_size() * video.numel() for video in plain)
+    assert sum(frame.nbytes for video in held[:2] for frame in video.frames) * 6 <= full
+    # 10 batch items (5 frames x 2 for guidance) in chunks of 4, 4, 2, per ControlNet, in one step.
+    assert len(chunks) == 6
+    for video, made in ((depth, chunks[0:3]), (normal, chunks[3:6])):
+        expected = plain[held.index(video)]
+        assert [len(c) for c in made] == [4, 4, 2]
+        for start, chunk in zip((0, 4, 8), made):
+            assert chunk.is_contiguous() and torch.equal(chunk, expected[start : start + len(chunk)])
+        assert torch.equal(video.batch(0, 10), expected)
 
 
 def test_free_noise_settings_are_part_of_the_window_inputs(free_noise_shot):
