@@ -19,7 +19,7 @@ from ..models import ModelSpec
 from ..protocol import BackendError
 from ..shot import Shot
 from .common import (conditioning, control_frames, control_hashes, model_identity, runtime,  # shared with the other families
-                     windows_to_do)
+                     windows_to_do, with_offload_retry)
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
@@ -195,23 +195,9 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
             )
             return tensors
 
-        where = f"in window {window.index} (frames {frames[0]}–{frames[-1]})"
-        retried = False
-        try:
-            pixels_per_frame = _window_pixels(pipe, shot, window, frames, noise, on_step)
-        except torch.OutOfMemoryError as exc:
-            if offloaded or not memory.can_retry(shot.memory):
-                raise memory.out_of_memory(exc, shot.memory, shot.long_shot.mode, where) from exc
-            del exc  # its traceback holds the failed step's tensors
-            memory.retrying(window.index)
-            _release_cache(device)
-            memory.enable_offload(pipe, device)
-            pipeline_cache.discard()  # now offloaded: the next run starts from a fresh load
-            offloaded = retried = True
-            try:
-                pixels_per_frame = _window_pixels(pipe, shot, window, frames, noise, on_step)
-            except torch.OutOfMemoryError as again:
-                raise memory.out_of_memory(again, shot.memory, shot.long_shot.mode, where, retried=True) from again
+        pixels_per_frame, retried = with_offload_retry(
+            lambda: _window_pixels(pipe, shot, window, frames, noise, on_step), pipe, shot, device, window, offloaded)
+        offloaded = offloaded or retried
         for frame, pixels in zip(frames, pixels_per_frame):
             files.write_png(windows.frame_path(records, window, frame), Image.fromarray(pixels))
         seconds = time.perf_counter() - started
@@ -290,16 +276,6 @@ def _window_pixels(pipe, shot: Shot, window: windows.Window, frames: list[int], 
         callback_on_step_end=on_step,
     )
     return decode(pipe, output.frames, shot.model.decode_chunk_size, window, frames)
-
-
-def _release_cache(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _upcast_vae(pipe) -> None:
