@@ -29,9 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 REPO = Path(__file__).resolve().parents[1]
 BPY = REPO / ".venv-blender" / "bin" / "python"
 RENDERED = (34, 36, 38, 40)  # frames of the collapse: the fragments move, so flow and debris are real
@@ -101,6 +98,9 @@ def same_maps(ours: Path, theirs: Path) -> tuple[int, list[str]]:
     names = sorted(p.relative_to(ours) for p in ours.rglob("*") if p.suffix in (".png", ".npy"))
     if names != sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.suffix in (".png", ".npy")):
         return len(names), ["the two runs wrote different files"]
+    import numpy as np  # here: the --render half runs in Blender's Python, which has neither
+    from PIL import Image
+
     differ = []
     for name in names:
         if name.suffix == ".npy":
