@@ -59,6 +59,12 @@ def configure(scene: bpy.types.Scene, preset: Preset) -> dict:
     # Keep Cycles' scene (meshes, BVH) between frames: only the fragments' transforms change, so
     # re-exporting 1,000+ meshes every frame was ~0.4 CPU-s of each frame (bench/bench_passes.py).
     render.use_persistent_data = True
+    # One sun and the sky light the clay: the light tree (for scenes of many lights) only costs its
+    # build, and with persistent data the BVH is refitted each frame (only transforms move), where
+    # spatial splits only slow its build (Cycles' debug_bvh_type / debug_use_spatial_splits).
+    scene.cycles.use_light_tree = False
+    scene.cycles.debug_use_spatial_splits = False
+    scene.cycles.debug_bvh_type = "DYNAMIC_BVH"
     device = render_device()
     scene.cycles.device = device["device"]
     render.resolution_x, render.resolution_y = preset.shot.resolution
