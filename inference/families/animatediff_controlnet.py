@@ -19,7 +19,7 @@ from ..models import ModelSpec
 from ..protocol import BackendError
 from ..shot import Shot
 from .common import (conditioning, control_frames, control_hashes, model_identity, runtime,  # shared with the other families
-                     windows_to_do, with_offload_retry)
+                     step_progress, windows_to_do, with_offload_retry)
 
 LATENT_CHANNELS = 4  # SD1.5's VAE latent channels
 VAE_SCALE_FACTOR = 8  # SD1.5's VAE downsampling (the tiny model matches it)
@@ -188,13 +188,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         frames = shot.frames[window.start : window.stop]
         started = time.perf_counter()
 
-        def on_step(pipeline, step, timestep, tensors, position=position, window=window):
-            cancel.check()
-            protocol.progress(
-                "generate", position * steps + step + 1, total_steps, f"window {window.index} step {step + 1}/{steps}"
-            )
-            return tensors
-
+        on_step = step_progress(cancel, window, position * steps, steps, total_steps)
         pixels_per_frame, retried = with_offload_retry(
             lambda: _window_pixels(pipe, shot, window, frames, noise, on_step), pipe, shot, device, window, offloaded)
         offloaded = offloaded or retried

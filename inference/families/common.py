@@ -142,3 +142,15 @@ def release_cache(device: str) -> None:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
+
+
+def step_progress(cancel, window: windows.Window, done_before: int, steps: int, total_steps: int):
+    """The pipeline's callback_on_step_end for one window: stops at a cancel request, and reports the
+    step among every step of the run (`done_before` of them came before this window's)."""
+    def on_step(pipeline, step, timestep, tensors):
+        cancel.check()
+        protocol.progress("generate", done_before + step + 1, total_steps,
+                          f"window {window.index} step {step + 1}/{steps}")
+        return tensors
+
+    return on_step

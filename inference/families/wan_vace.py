@@ -33,8 +33,8 @@ from ..models import ModelSpec, Source, _weights
 from ..protocol import BackendError
 from ..shot import Shot
 from . import wan_tiny
-from .common import (conditioning, control_hashes, model_identity, runtime, windows_to_do, with_offload_retry,
-                     write_frames, write_record)
+from .common import (conditioning, control_hashes, model_identity, runtime, step_progress, windows_to_do,
+                     with_offload_retry, write_frames, write_record)
 
 LATENT_CHANNELS = 16  # Wan VAE z_dim
 VAE_SCALE_FACTOR = 8  # Wan VAE spatial downsampling
@@ -270,13 +270,7 @@ def run(shot: Shot, spec: ModelSpec, device: str, selected: list[int] | None, ca
         frames = shot.frames[window.start : window.stop]
         started = time.perf_counter()
 
-        def on_step(pipeline, step, timestep, tensors, position=position, window=window):
-            cancel.check()
-            protocol.progress(
-                "generate", position * steps + step + 1, total_steps, f"window {window.index} step {step + 1}/{steps}"
-            )
-            return tensors
-
+        on_step = step_progress(cancel, window, position * steps, steps, total_steps)
         pixels, retried = with_offload_retry(
             lambda: _window_pixels(pipe, shot, window, frames, noise, prompt, negative, on_step),
             pipe, shot, device, window, offloaded)
