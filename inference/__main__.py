@@ -473,24 +473,26 @@ def _preset_draft(path: Path):
     """A preset file's [draft] settings (defaults when it has none)."""
     from . import draft
 
-    try:
-        return draft.parse(tomllib.loads(Path(path).read_text(encoding="utf-8")).get("draft") or {})
-    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
-        raise BackendError("bad_preset", f"Could not read the [draft] settings of the preset {path}: "
-                           f"{type(exc).__name__}: {exc}",
-                           "Fix the [draft] section (presets/default.toml is the reference).") from exc
+    return _preset_section(path, "draft", lambda table: draft.parse(table or {}))
 
 
 def _preset_upscale(path: Path):
     """A preset file's [upscale] settings (defaults when it has none)."""
     from . import upscale_settings
 
+    return _preset_section(path, "upscale", upscale_settings.settings)
+
+
+def _preset_section(path: Path, section: str, parse):
+    """`parse` of a preset file's [section] table (None when it has none), read directly (no shot needed)."""
     try:
-        return upscale_settings.settings(tomllib.loads(Path(path).read_text(encoding="utf-8")).get("upscale"))
+        return parse(tomllib.loads(Path(path).read_text(encoding="utf-8")).get(section))
     except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
-        raise BackendError("bad_preset", f"Could not read the [upscale] settings of the preset {path}: "
+        raise BackendError("bad_preset", f"Could not read the [{section}] settings of the preset {path}: "
                            f"{type(exc).__name__}: {exc}",
-                           "Fix the [upscale] section (presets/default.toml is the reference).") from exc
+                           f"Fix the [{section}] section (presets/default.toml is the reference).") from exc
+
+
 def serve(args) -> int:
     from . import serve as serve_module
 
