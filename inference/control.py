@@ -112,12 +112,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
         "code": __version__,
     }
     saved = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    source = None  # the passes' sha256: hashed here only to compare with saved statistics, else by the workers
+    source = None  # the passes' fingerprints: taken here only to compare with saved statistics, else by the workers
     if saved.get("method") == method:
         present = [f for f in shot.frames if shot.pass_path(f).is_file()]
-        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # hashlib lets go of the GIL
-            source = dict(zip(map(str, present), threads.map(files.sha256_file, map(shot.pass_path, present))))
-    if source is not None and saved.get("passes_sha256") == source:
+        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # xxhash lets go of the GIL
+            source = dict(zip(map(str, present), threads.map(files.fingerprint_file, map(shot.pass_path, present))))
+    if source is not None and saved.get("passes_xxh3_128") == source:
         todo = [f for f in frames if not all(p.is_file() for p in frame_outputs(shot, f))]
         if not todo:
             protocol.progress("control", len(frames), len(frames), "every frame up to date")
@@ -155,7 +155,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
                     "schema": STATS_SCHEMA,
                     "depth": {"disparity_low": stats.disparity_low, "disparity_high": stats.disparity_high},
                     "method": method,
-                    "passes_sha256": source,
+                    "passes_xxh3_128": source,
                 },
             )
             written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spilled, stats) for path in paths]
@@ -249,7 +249,7 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
     the wanted frames, their disparity spilled to one file in `spill` (and where each frame is in
-    it), the sha256 of each pass file (from the bytes read for the maps). The run's last frame's
+    it), the fingerprint of each pass file (from the bytes read for the maps). The run's last frame's
     occlusion reads the next frame's passes (another run's) when there is one, its first frame's
     disocclusion the previous frame's."""
     histogram = DisparityHistogram()
@@ -258,8 +258,8 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
         waiting = None  # (frame, forward flow) of the last wanted frame: its occlusion needs the next frame
         previous = None  # (frame, forward flow) of the frame read last: the disocclusion of the next one needs it
         for frame in run:
-            frame_passes = passes.read(shot.pass_path(frame), frame, with_sha256=True)
-            hashes[str(frame)] = frame_passes.sha256
+            frame_passes = passes.read(shot.pass_path(frame), frame, with_fingerprint=True)
+            hashes[str(frame)] = frame_passes.fingerprint
             histogram.add(frame_passes.depth)
             forward, backward = flow.forward(frame_passes.vector), flow.backward(frame_passes.vector)  # once a frame
             if waiting is not None and waiting[0] == frame - 1:

@@ -75,7 +75,7 @@ def write(shot: Shot) -> Path:
     colours = role_colours(roles)
     forward = {f: control.flow_path(shot, "forward", f) for f in at.frames}
     flows = {f: np.load(p) for f, p in forward.items() if p.is_file()}
-    longest = max([float(np.hypot(*np.moveaxis(v, -1, 0)).max()) for v in flows.values()] + [1.0])
+    longest = max([float(np.sqrt(np.square(v).sum(axis=-1).max())) for v in flows.values()] + [1.0])
 
     sheet = Image.new("RGB", at.size, "black")
     draw = ImageDraw.Draw(sheet)
@@ -87,10 +87,8 @@ def write(shot: Shot) -> Path:
         x, y = at.origin(0, row)
         draw.text((4, y - LABEL_HEIGHT + 2), f"frame {frame}", fill="white", font=font)
         for column, name in enumerate(at.columns):
-            panel = _panel(shot, name, frame, flows.get(frame), longest, roles, colours)
-            resample = Image.Resampling.NEAREST if name == "masks" else Image.Resampling.BILINEAR
-            sheet.paste(panel.resize(at.cell, resample) if panel else Image.new("RGB", at.cell, MISSING_GREY),
-                        at.origin(column, row))
+            panel = _panel(shot, name, frame, flows.get(frame), longest, roles, colours, at.cell)
+            sheet.paste(panel or Image.new("RGB", at.cell, MISSING_GREY), at.origin(column, row))
     x = 4
     legend_top = at.size[1] - at.legend_height + 2
     for role in roles:
@@ -98,22 +96,29 @@ def write(shot: Shot) -> Path:
         draw.text((x + 12, legend_top), role, fill="white", font=font)
         x += 20 + 7 * len(role)
     out = path(shot)
-    files.write_png(out, sheet)
+    # One row filter and zlib level 1: Pillow's default (level 6, a filter tried per row) took 27 ms,
+    # a fifth of the sheet, for a file 1.3x smaller.
+    files.write_png_pixels(out, np.asarray(sheet), "up", 1)
     return out
 
 
-def _panel(shot, name, frame, flow, longest, roles, colours) -> Image.Image | None:
-    """One panel at the pass resolution, or None when its map is not there."""
+def _panel(shot, name, frame, flow, longest, roles, colours, cell) -> Image.Image | None:
+    """One panel at the cell's size, or None when its map is not there. Each map is brought down to
+    the cell before it is coloured: colouring the full resolution was most of the sheet's time."""
+    bilinear, nearest = Image.Resampling.BILINEAR, Image.Resampling.NEAREST
     if name == "flow":
-        return Image.fromarray(flow_colours(flow, longest)) if flow is not None else None
+        if flow is None:
+            return None
+        small = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(flow[..., c])).resize(cell, bilinear))
+                          for c in range(2)], axis=-1)  # mode "F": float32 in, float32 out
+        return Image.fromarray(flow_colours(small, longest))
     if name == "masks":
         paths = {role: control.mask_path(shot, role, frame) for role in roles}
         if not all(p.is_file() for p in paths.values()):
             return None
-        width, height = shot.resolution
-        rgb = np.zeros((height, width, 3), np.uint8)
-        for role, mask_file in paths.items():
-            rgb[np.asarray(Image.open(mask_file)) > 127] = colours[role]  # a pixel has at most one role
+        rgb = np.zeros((cell[1], cell[0], 3), np.uint8)
+        for role, mask_file in paths.items():  # a pixel has at most one role
+            rgb[np.asarray(Image.open(mask_file).resize(cell, nearest)) > 127] = colours[role]
         return Image.fromarray(rgb)
     kind = {"disparity": "depth", "normals": "normal"}.get(name, name)
     map_file = control.map_path(shot, kind, frame)
@@ -122,7 +127,7 @@ def _panel(shot, name, frame, flow, longest, roles, colours) -> Image.Image | No
     image = Image.open(map_file)
     if kind == "depth":  # 16-bit grey -> 8-bit for display
         image = Image.fromarray((np.asarray(image, dtype=np.float32) / 257.0).round().astype(np.uint8))
-    return image.convert("RGB")
+    return image.convert("RGB").resize(cell, bilinear)
 
 
 def colour_wheel() -> np.ndarray:

@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import xxhash
 from PIL import Image, PngImagePlugin
 
 # PNG row filters (PNG specification, 3rd edition, section 9.2). One filter for the whole image,
@@ -101,6 +102,21 @@ def _atomic(path: Path, write) -> None:
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(data) -> str:
+    """A content fingerprint for telling whether a file changed (not for security): XXH3, 128
+    bits. 17x faster than sha256 here (7.7 MB of passes: 0.22 against 3.8 ms), which was the
+    control stage's largest cost per frame after decoding (bench/bench_control.py)."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def fingerprint_file(path: Path) -> str:
+    digest = xxhash.xxh3_128()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

@@ -9,14 +9,13 @@ A file is read with one read call; an uncompressed one is parsed without the bin
 """
 
 import contextlib
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import exr_uncompressed
+from . import exr_uncompressed, files
 from .protocol import BackendError
 
 # Blender 5.0 renamed the object index pass; 4.x writes "IndexOB".
@@ -32,11 +31,11 @@ class FramePasses:
     combined: np.ndarray  # (H, W, 4) linear RGBA clay render: float16 when stored as half, else float32
     vector: tuple[np.ndarray, ...]  # X, Y, Z, W, each (H, W) float32 pixels, y up: XY towards the previous frame, ZW minus towards the next
     object_index: np.ndarray  # (H, W) float32 object pass index, see shot.json "roles"
-    sha256: str | None = None  # the file's, when asked for
+    fingerprint: str | None = None  # the file's (files.fingerprint), when asked for
 
 
-def read(path: Path, frame: int, with_sha256: bool = False) -> FramePasses:
-    """The frame's passes; with_sha256: also the file's sha256, from the bytes read once for both."""
+def read(path: Path, frame: int, with_fingerprint: bool = False) -> FramePasses:
+    """The frame's passes; with_fingerprint: also the file's fingerprint, from the bytes read once for both."""
     rerender = f"Re-render the passes for frame {frame} (Rubble > Passes with that frame range), then run again."
     if not path.is_file():
         raise BackendError("missing_pass", f"Pass file for frame {frame} is missing: {path}.", rerender)
@@ -85,7 +84,7 @@ def read(path: Path, frame: int, with_sha256: bool = False) -> FramePasses:
         combined = np.asarray(combined, dtype=np.float32)
     object_index = np.asarray(find(OBJECT_INDEX_NAMES, "X"), dtype=np.float32)
     return FramePasses(depth=depth, normal=normal, combined=combined, vector=vector, object_index=object_index,
-                       sha256=hashlib.sha256(data).hexdigest() if with_sha256 else None)
+                       fingerprint=files.fingerprint(data) if with_fingerprint else None)
 
 
 def _read_with_binding(data: bytes, path: Path, frame: int, rerender: str) -> list[dict[str, np.ndarray]]:
