@@ -7,6 +7,7 @@ Flow, occlusion and disocclusion from the Vector pass (flow.py), one mask per ro
 pass (masks.py).
 """
 
+import ctypes
 import functools
 import json
 import multiprocessing as mp
@@ -42,9 +43,9 @@ FACING_CAMERA_RGB = (128, 128, 255)
 # How each kind of map is written (files.write_png_pixels): (row filter, zlib level). The filter
 # per kind is the fastest of none/sub/up at a size within 20 % of the smallest; masks and
 # occlusion are long runs of 0 and 255, which "up" turns into zeros. The clay is stored (level 0):
-# its render noise leaves zlib little to find (level 1: 36 % of the size for 3 ms a frame at
-# 512x288, the largest cost of the stage), so it takes 0.44 MB a frame instead of 0.16 (README
-# "Speed of the passes and control stages", bench/bench_control.py).
+# its render noise leaves deflate little to find (level 1: half the size for 1.2 ms a frame at
+# 512x288, more than all the other maps' deflating together), so it takes 0.44 MB a frame
+# (README "Speed of the passes and control stages", bench/bench_control.py).
 PNG_SETTINGS = {"depth": ("up", 1), "normal": ("none", 1), "clay": ("none", 0), "binary": ("up", 1),
                 "detector": ("up", 1)}
 
@@ -193,7 +194,7 @@ class _Workers:
     def __enter__(self):
         if self.count > 1:
             self.pool = ProcessPoolExecutor(self.count, mp_context=self.context,
-                                            initializer=_init_worker, initargs=(self.done,))
+                                            initializer=_init_worker, initargs=(self.done, True))
         else:
             _init_worker(self.done)
         return self
@@ -228,9 +229,29 @@ class _Failure:  # a BackendError from a worker (it does not pickle: its __init_
 _done = None  # the pool's shared frame counter, set in each worker
 
 
-def _init_worker(done) -> None:
+def _init_worker(done, in_pool: bool = False) -> None:
     global _done
     _done = done
+    if in_pool:
+        _keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def _keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory a worker frees for its next frame. By default every
+    buffer over 32 MB (a 1280x720 pass file is 48 MB) and every freed heap top is handed back to
+    the kernel, and the next frame pays to have it mapped and zeroed again: at 1280x720 that was
+    70 ms of system time a frame, half the stage (bench/bench_control.py). Only in the pool's own
+    processes, which end with the stage: the command's process keeps glibc's defaults."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_MAX, 0)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # not glibc: its defaults
+        pass
 
 
 def _in_worker(work, *args):

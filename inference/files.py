@@ -8,12 +8,12 @@ and on Windows within one volume).
 import hashlib
 import json
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 import xxhash
 from PIL import Image, PngImagePlugin
+from zlib_ng import zlib_ng
 
 # PNG row filters (PNG specification, 3rd edition, section 9.2). One filter for the whole image,
 # chosen per kind of map, instead of Pillow's per-row trial of all five: that trial was half of
@@ -62,12 +62,14 @@ def png_bytes(pixels: np.ndarray, png_filter: str = "none", level: int = 1) -> b
     colour_type = 0 if channels == 1 else 2  # grey or RGB
     header = (width.to_bytes(4, "big") + height.to_bytes(4, "big")
               + bytes([pixels.dtype.itemsize * 8, colour_type, 0, 0, 0]))  # deflate, adaptive filtering, no interlace
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows, level))
+    # zlib-ng: the same deflate format, 3-7x faster than zlib at level 1 on the control maps
+    # (depth 0.26 against 0.96 ms at 512x288; bench/bench_control.py).
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib_ng.compress(rows, level))
             + _png_chunk(b"IEND", b""))
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(data, zlib.crc32(kind)).to_bytes(4, "big")
+    return len(data).to_bytes(4, "big") + kind + data + zlib_ng.crc32(data, zlib_ng.crc32(kind)).to_bytes(4, "big")
 
 
 def write_npy(path: Path, array) -> None:
