@@ -10,7 +10,7 @@ Real passes: the default preset's building (1,100 fragments) is built and baked 
 few frames of its collapse are rendered by Cycles at each size, each render saved with each of
 CODECS. A shot of --frames frames cycles through those renders (hard links: reading and hashing
 cost the same, the disk does not fill). Each configuration runs `python -m inference control` in
-a fresh process, best of --repeat; process start (Python, numpy, Pillow, OpenEXR and the
+a fresh process on a fresh copy of the shot (see fresh_copy), best of --repeat; process start (Python, numpy, Pillow, OpenEXR and the
 backend's modules, no frame) is measured alone and reported apart, and frames/s = frames /
 (wall - start). CPU s/frame counts the process and its workers, start included.
 --baseline-code runs the baseline with another checkout's backend (e.g. `git archive main`);
@@ -34,7 +34,7 @@ BPY = REPO / ".venv-blender" / "bin" / "python"
 RENDERED = (34, 36, 38, 40)  # frames of the collapse: the fragments move, so flow and debris are real
 # name: (exr_codec, color_depth). "16" makes only Combined half float: Blender writes the data
 # passes as float32 whatever it says (README "Speed of the passes and control stages").
-CODECS = {"none": ("NONE", "16"), "rle": ("RLE", "16"), "old": ("ZIP", "32")}
+CODECS = {"none": ("NONE", "16"), "rle": ("RLE", "16"), "zip": ("ZIP", "16"), "old": ("ZIP", "32")}
 
 
 def render(shot_dir: str, out_dir: str, size: str) -> None:
@@ -113,16 +113,32 @@ def same_maps(ours: Path, theirs: Path) -> tuple[int, list[str]]:
     return len(names), differ
 
 
-def control(shot: Path, code: Path, workers: int | None, repeat: int) -> tuple[float, float]:
+def fresh_copy(shot: Path, runs: Path) -> Path:
+    """A new shot directory in `runs` with `shot`'s shot.json and passes (hard links) and no
+    control maps yet. Each timed run gets one and nothing is deleted until the bench ends: on a
+    journal-less ext4 (this machine's disk) creating a file costs up to ~0.3 ms more while many
+    files were deleted in the last minutes (the kernel skips recently freed inodes, ext4's
+    `recently_deleted`), which made up to a third of the stage's time when each run deleted the
+    last one's maps. (So a bench started right after another is slowed by the first one's cleanup.)"""
+    copy = runs / f"{shot.name}.{len(list(runs.glob(shot.name + '.*')))}"
+    (copy / "passes").mkdir(parents=True)
+    shutil.copy(shot / "shot.json", copy / "shot.json")
+    for path in (shot / "passes").iterdir():
+        os.link(path, copy / "passes" / path.name)
+    return copy
+
+
+def control(shot: Path, runs: Path, code: Path, workers: int | None, repeat: int) -> tuple[float, float, Path]:
+    """Best (wall, CPU) of `repeat` runs, each on a fresh copy of `shot`, and the last copy."""
     env = dict(os.environ)
     env.pop("RUBBLE_CONTROL_WORKERS", None)
     if workers:
         env["RUBBLE_CONTROL_WORKERS"] = str(workers)
-    runs = []
+    timings = []
     for _ in range(repeat):
-        shutil.rmtree(shot / "control", ignore_errors=True)
-        runs.append(timed([sys.executable, "-m", "inference", "control", str(shot)], code, env))
-    return min(runs)
+        copy = fresh_copy(shot, runs)
+        timings.append(timed([sys.executable, "-m", "inference", "control", str(copy)], code, env))
+    return (*min(timings), copy)
 
 
 def main() -> None:
@@ -152,6 +168,7 @@ def main() -> None:
         print(f"process start (imports, no frame): {start:.3f} s, not counted in frames/s")
         print(f"{'size':<10}{'codec':<16}{'MB/frame':>9}{'backend':>10}{'workers':>8}{'frames/s':>10}{'CPU s/frame':>12}")
         figures = {}
+        runs = Path(tempfile.mkdtemp(prefix="runs.", dir=work))  # every run's maps, deleted at the end
         for size in args.sizes.split(","):
             renders = work / size / "renders"
             if not all((renders / f"{codec}_{f:04d}.exr").is_file() for codec in CODECS for f in RENDERED):
@@ -165,22 +182,19 @@ def main() -> None:
                 shutil.rmtree(work / size / f"shot_{codec}_{size}", ignore_errors=True)
                 shots[codec] = make_shot(base, renders, codec, size, args.frames)
             configs = [("old", args.baseline_code, None), ("rle", args.baseline_code, None), ("rle", REPO, None),
-                       ("none", REPO, 1), ("none", REPO, None)]
+                       ("zip", REPO, None), ("none", REPO, 1), ("none", REPO, None)]
+            last = {}
             for codec, code, workers in configs:
-                wall, cpu = control(shots[codec], code, workers, args.repeat)
+                wall, cpu, last[(codec, code == REPO)] = control(shots[codec], runs, code, workers, args.repeat)
                 mb = sum((renders / f"{codec}_{f:04d}.exr").stat().st_size for f in RENDERED) / len(RENDERED) / 1e6
                 label = f"{CODECS[codec][0]} {'half colour' if CODECS[codec][1] == '16' else 'float32'}"
                 fps = args.frames / max(wall - start, 1e-9)
                 figures[(size, codec, code == REPO, workers)] = (fps, cpu / args.frames)
                 print(f"{size:<10}{label:<16}{mb:>9.2f}{'this' if code == REPO else 'baseline':>10}"
                       f"{workers or 'all':>8}{fps:>10.1f}{cpu / args.frames:>12.4f}", flush=True)
-            # Exactness: the baseline's maps from the same passes (RLE: lossless, so NONE's are the same).
-            baseline_maps = work / size / "baseline_control"
-            shutil.rmtree(baseline_maps, ignore_errors=True)
-            control(shots["rle"], args.baseline_code, None, 1)
-            shutil.move(shots["rle"] / "control", baseline_maps)
-            control(shots["none"], REPO, None, 1)
-            compared, differ = same_maps(shots["none"] / "control", baseline_maps)
+            # Exactness: the baseline's maps from RLE passes against this checkout's from uncompressed
+            # ones (both lossless, so the same pixels in).
+            compared, differ = same_maps(last[("none", True)] / "control", last[("rle", False)] / "control")
             print(f"{size}: maps from NONE passes (this) against RLE passes (baseline): {compared} files, "
                   f"{len(differ)} differ{': ' + ', '.join(differ[:5]) if differ else ''}", flush=True)
         for size in args.sizes.split(","):
@@ -188,6 +202,7 @@ def main() -> None:
             print(f"ISSUE 16 FIGURE {size}: {fps:.1f} frames/s with every core, {cpu:.4f} CPU s/frame "
                   f"(uncompressed passes; target at 512x288: >= 100 frames/s)")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        shutil.rmtree(runs)
 
 if __name__ == "__main__":
     main()

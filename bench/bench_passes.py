@@ -16,9 +16,10 @@ Quality, against the reference (64 samples, not denoised, the old light settings
               off by more than 0.01 (normal) or 0.1 px (vector) from `before` (their edge pixels
               are averages of the samples, one sample hits one surface).
 Variants:
-  before      the settings before issue 16: 8 samples, no denoising, written with write_still
+  before      the settings before issue 16: 8 samples, no denoising, written with write_still (RLE)
   now         addon/scene/passes.py with the default preset: 1 sample, the clay denoised
-              (OpenImageDenoise, quality FAST, colour only)
+              (OpenImageDenoise, quality FAST, colour only), written uncompressed
+  now rle     the same written RLE ([render] pass_codec = "rle"): what the codec costs here
   raw 1       1 sample, no denoising: the floor, and the noise the denoiser removes
   dn 2        2 samples, denoised: the next step up if an artist wants a cleaner clay
   split       two view layers, the data passes at 1 sample and the clay at 8 (issue 16's idea):
@@ -40,7 +41,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST = 34  # the collapse: fragments are moving
-VARIANTS = ("before", "now", "raw 1", "dn 2", "split", "reference")
+VARIANTS = ("before", "now", "now rle", "raw 1", "dn 2", "split", "reference")
 
 
 def render(shot_dir: str, variant: str, size: str, frames: int, out: str) -> None:
@@ -57,7 +58,8 @@ def render(shot_dir: str, variant: str, size: str, frames: int, out: str) -> Non
     manifest = json.loads((Path(shot_dir) / "shot.json").read_text())
     scene = next(s for s in bpy.data.scenes if s.camera is not None)
     preset = preset_from_dict(manifest["preset"], source="shot.json")
-    render_settings = {"before": dict(samples=8, denoise=False), "raw 1": dict(samples=1, denoise=False),
+    render_settings = {"before": dict(samples=8, denoise=False, pass_codec="rle"), "now rle": dict(pass_codec="rle"),
+                       "raw 1": dict(samples=1, denoise=False),
                        "dn 2": dict(samples=2, denoise=True), "split": dict(samples=8, denoise=False),
                        "reference": dict(samples=64, denoise=False)}.get(variant, {})
     preset = dataclasses.replace(preset, render=dataclasses.replace(preset.render, **render_settings))

@@ -192,7 +192,9 @@ class _Workers:
         self.pool = None
 
     def __enter__(self):
-        if self.count > 1:
+        # A pool even for one worker where workers fork (no re-import): its process can keep its
+        # freed memory (_keep_freed_memory) and this one does not. Elsewhere one worker runs here.
+        if self.count > 1 or self.context.get_start_method() == "fork":
             self.pool = ProcessPoolExecutor(self.count, mp_context=self.context,
                                             initializer=_init_worker, initargs=(self.done, True))
         else:

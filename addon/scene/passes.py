@@ -15,6 +15,8 @@ from ..core.files import write_json_atomic
 from ..core.preset import Preset
 
 CLAY_MATERIAL = "Rubble Clay"
+# [render] pass_codec -> Blender's ImageFormatSettings.exr_codec.
+PASS_CODECS = {"none": "NONE", "rle": "RLE", "zip": "ZIP"}
 
 
 def clay_material() -> bpy.types.Material:
@@ -85,10 +87,9 @@ def configure(scene: bpy.types.Scene, preset: Preset) -> dict:
     settings.file_format = "OPEN_EXR_MULTILAYER"
     # "16" makes only the colour pass (Combined, the clay preview) half float: Blender writes
     # Depth, Normal, Vector and Object Index as float32 whatever this says (checked on 4.2 and
-    # 5.0, tests/addon/test_passes.py). RLE is lossless and reads ~2x faster than ZIP for ~1.2x
-    # the disk (bench/bench_control.py; README "Speed of the control stage").
+    # 5.0, tests/addon/test_passes.py). The codec: [render] pass_codec, lossless whichever.
     settings.color_depth = "16"
-    settings.exr_codec = "RLE"
+    settings.exr_codec = PASS_CODECS[preset.render.pass_codec]
     return device
 
 

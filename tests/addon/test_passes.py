@@ -85,18 +85,35 @@ def test_vector_sign_for_motion_to_screen_right(sliding_cube):
     assert abs(v["Y"][32, 32]) < 0.05 and abs(v["W"][32, 32]) < 0.05
 
 
-def test_data_passes_are_float32_and_only_the_clay_is_half_float_rle(sliding_cube):
-    """The EXR settings bench/bench_control.py measured: RLE, lossless; half float only for
-    Combined, whatever color_depth says Blender keeps the data passes float32."""
+def test_data_passes_are_float32_and_only_the_clay_is_half_float_uncompressed(sliding_cube):
+    """The EXR settings bench/bench_control.py measured: uncompressed by default ([render]
+    pass_codec); half float only for Combined, whatever color_depth says Blender keeps the data
+    passes float32."""
     dtypes = {}
     for part in OpenEXR.File(str(sliding_cube[0])).parts:
-        assert part.header["compression"] == OpenEXR.RLE_COMPRESSION, part.name()
+        assert part.header["compression"] == OpenEXR.NO_COMPRESSION, part.name()
         for channel, data in part.channels.items():
             dtypes[channel.split(".", 1)[1]] = data.pixels.dtype
     assert dtypes.pop("Combined") == np.float16
     assert dtypes.pop("Noisy Image") == np.float16  # the clay before denoising, a colour pass too
     assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
     assert {"Depth.Z", "Normal.X", "Vector.W"} <= dtypes.keys()
+
+
+@pytest.mark.parametrize("codec, compression", [("rle", OpenEXR.RLE_COMPRESSION), ("zip", OpenEXR.ZIP_COMPRESSION)])
+def test_pass_codec_picks_the_passes_compression_and_keeps_the_pixels(sliding_cube, tmp_path, codec, compression):
+    """[render] pass_codec: another lossless codec, the same channels and pixels as the default's."""
+    scene = bpy.context.scene
+    preset = load_preset(write_preset(tmp_path / "p.toml", **{**SMALL_SHOT, "render": {"pass_codec": codec}}))
+    passes.configure(scene, preset)
+    scene.cycles.samples = 1
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    passes.render_frame(scene, 2, tmp_path / "0002.exr")
+    (pixels, headers), (default, _) = _exr(tmp_path / "0002.exr"), _exr(sliding_cube[0])
+    assert {header["compression"] for header in headers} == {compression}
+    assert pixels.keys() == default.keys()
+    for name in pixels:
+        assert pixels[name].dtype == default[name].dtype and np.array_equal(pixels[name], default[name]), name
 
 
 def _exr(path):
@@ -173,4 +190,4 @@ def test_a_saved_render_is_the_file_write_still_wrote(tmp_path, lit_boxes):
     for name in still:
         assert still[name].dtype == saved[name].dtype and np.array_equal(still[name], saved[name]), name
     for still_header, saved_header in zip(still_headers, saved_headers):
-        assert still_header["compression"] == saved_header["compression"] == OpenEXR.RLE_COMPRESSION
+        assert still_header["compression"] == saved_header["compression"] == OpenEXR.NO_COMPRESSION
