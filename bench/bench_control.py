@@ -144,7 +144,7 @@ def control(shot: Path, runs: Path, code: Path, workers: int | None, repeat: int
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="512x288,1280x720")
-    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--frames", type=int, default=96, help="frames of the 512x288 shot (fewer at larger sizes)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline-code", type=Path, default=REPO,
                         help="checkout whose backend runs the baseline (default: this one)")
@@ -177,10 +177,15 @@ def main() -> None:
                                       cwd=REPO, capture_output=True, text=True)
                 if done.returncode:
                     sys.exit(done.stderr[-3000:])
+            width, height = map(int, size.split("x"))
+            # --frames at 512x288, fewer at larger sizes (the same pixels, at least 24 frames): a
+            # run's maps stay on disk until the bench ends, ~2 GB for 96 frames at 1280x720.
+            frames = max(24, round(args.frames * 512 * 288 / (width * height)))
+            print(f"{size}: a shot of {frames} frames")
             shots = {}
             for codec in CODECS:
                 shutil.rmtree(work / size / f"shot_{codec}_{size}", ignore_errors=True)
-                shots[codec] = make_shot(base, renders, codec, size, args.frames)
+                shots[codec] = make_shot(base, renders, codec, size, frames)
             configs = [("old", args.baseline_code, None), ("rle", args.baseline_code, None), ("rle", REPO, None),
                        ("zip", REPO, None), ("none", REPO, 1), ("none", REPO, None)]
             last = {}
@@ -188,10 +193,10 @@ def main() -> None:
                 wall, cpu, last[(codec, code == REPO)] = control(shots[codec], runs, code, workers, args.repeat)
                 mb = sum((renders / f"{codec}_{f:04d}.exr").stat().st_size for f in RENDERED) / len(RENDERED) / 1e6
                 label = f"{CODECS[codec][0]} {'half colour' if CODECS[codec][1] == '16' else 'float32'}"
-                fps = args.frames / max(wall - start, 1e-9)
-                figures[(size, codec, code == REPO, workers)] = (fps, cpu / args.frames)
+                fps = frames / max(wall - start, 1e-9)
+                figures[(size, codec, code == REPO, workers)] = (fps, cpu / frames)
                 print(f"{size:<10}{label:<16}{mb:>9.2f}{'this' if code == REPO else 'baseline':>10}"
-                      f"{workers or 'all':>8}{fps:>10.1f}{cpu / args.frames:>12.4f}", flush=True)
+                      f"{workers or 'all':>8}{fps:>10.1f}{cpu / frames:>12.4f}", flush=True)
             # Exactness: the baseline's maps from RLE passes against this checkout's from uncompressed
             # ones (both lossless, so the same pixels in).
             compared, differ = same_maps(last[("none", True)] / "control", last[("rle", False)] / "control")

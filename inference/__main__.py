@@ -5,6 +5,8 @@ inside the stages that need them, so `--help` and `validate` return at once.
 """
 
 import argparse
+import errno
+import shutil
 import sys
 import time
 import tomllib
@@ -26,14 +28,43 @@ def main(argv: list[str] | None = None) -> int:
     except BackendError as exc:
         protocol.error(exc.code, exc.message, exc.hint, exc)
         return protocol.EXIT_ERROR
-    except Exception as exc:  # the user still gets one error event with the traceback
-        protocol.error(
-            "internal",
-            f"{type(exc).__name__}: {exc}",
-            "This is a bug in the Rubble backend; please report it with the traceback.",
-            exc,
-        )
+    except OSError as exc:
+        full = _disk_full(getattr(args, "shot", None), exc)
+        if full is None:
+            _internal_error(exc)
+        else:
+            protocol.error("disk_full", full, "Free some space on that disk (an older shot's control/, windows/ or "
+                           "passes/ are the large folders) or move the shot to a larger disk, then run again: "
+                           "what was finished is kept.", exc)
         return protocol.EXIT_ERROR
+    except Exception as exc:  # the user still gets one error event with the traceback
+        _internal_error(exc)
+        return protocol.EXIT_ERROR
+
+
+def _internal_error(exc: BaseException) -> None:
+    protocol.error(
+        "internal",
+        f"{type(exc).__name__}: {exc}",
+        "This is a bug in the Rubble backend; please report it with the traceback.",
+        exc,
+    )
+
+
+# Below this much free space an OSError is taken for a full disk: numpy's tofile reports a short
+# write ("N requested and M written") without an errno.
+FULL_DISK_BYTES = 64 << 20
+
+
+def _disk_full(shot: Path | None, exc: OSError) -> str | None:
+    """The message for a write that failed on a full disk, else None."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, None):
+        return None
+    where = shot if shot is not None and shot.exists() else Path.cwd()
+    free = shutil.disk_usage(where).free
+    if exc.errno is None and free >= FULL_DISK_BYTES:
+        return None
+    return f"The disk holding {where} is full ({free / 1e6:.0f} MB free): {exc}."
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,7 +1,9 @@
 """Bad passes and shot files: a clear error naming the file, the frame and the channel, never a
 silently black or wrong map, and the maps already written stay."""
 
+import errno
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -69,3 +71,16 @@ def test_missing_camera_names_the_frames(tmp_path):
     assert error["code"] == "missing_camera"
     assert "no camera for frames 2-3" in error["message"] and "shot.json" in error["message"]
     assert "Export the shot again" in error["hint"]
+
+
+def test_a_full_disk_is_named_with_its_free_space_not_called_a_bug(tmp_path):
+    """A write that fails for want of space (ENOSPC, a quota, or numpy's short write that has no
+    errno while the disk is nearly full) is `disk_full`; any other OSError stays a bug report."""
+    from inference.__main__ import FULL_DISK_BYTES, _disk_full
+
+    message = _disk_full(tmp_path, OSError(errno.ENOSPC, "No space left on device"))
+    assert str(tmp_path) in message and "MB free" in message and "No space left" in message
+    assert _disk_full(tmp_path, OSError(errno.EDQUOT, "Disk quota exceeded")) is not None
+    assert _disk_full(tmp_path, OSError(errno.EACCES, "Permission denied")) is None
+    short_write = OSError("1843200 requested and 1572832 written")
+    assert (_disk_full(tmp_path, short_write) is None) == (shutil.disk_usage(tmp_path).free >= FULL_DISK_BYTES)
