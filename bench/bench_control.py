@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--baseline-code", type=Path, default=REPO,
                         help="checkout whose backend runs the baseline (default: this one)")
     parser.add_argument("--work", type=Path, help="keep the built shot and renders here, reuse them next time")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="leave each run's shot copy in --work (see fresh_copy: deleting ~1,000 files a run "
+                             "slows the next bench's file creation on a journal-less ext4 for some minutes)")
     parser.add_argument("--render", nargs=3, metavar=("SHOT", "OUT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.render:
@@ -207,7 +210,8 @@ def main() -> None:
             print(f"ISSUE 16 FIGURE {size}: {fps:.1f} frames/s with every core, {cpu:.4f} CPU s/frame "
                   f"(uncompressed passes; target at 512x288: >= 100 frames/s)")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-        shutil.rmtree(runs)
+        if not args.keep_runs:
+            shutil.rmtree(runs)
 
 if __name__ == "__main__":
     main()
