@@ -100,10 +100,12 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     Each EXR is decoded once. When control/stats.json matches the passes, frames whose maps
     exist are skipped (resume) and the others are written in one pass. Otherwise the statistics
     need every frame of the shot before any depth map can be normalised, so one pass over the
-    shot accumulates the disparity histogram, writes the other maps of `frames` and keeps their
-    disparity in float32 under control/, one file per worker's run (float16 would cost the 16-bit
-    depth map ~5 bits); a second pass turns that into depth maps and deletes the files. Both passes run in
-    worker processes, one run of consecutive frames each (see `worker_count`).
+    shot accumulates the disparity histogram and writes the other maps of `frames`; a second pass
+    writes their depth maps, reading Depth again from an uncompressed pass (its part alone), or
+    from the float32 disparity the first pass kept for a compressed one (one file per worker's run
+    under control/, deleted after; float16 would cost the 16-bit depth map ~5 bits): decoding it
+    again would cost more. Both passes run in worker processes, one run of consecutive frames each
+    (see `worker_count`).
     """
     detectors.check(shot)  # missing detector weights: stop before any work
     stats_path = shot.directory / "control" / "stats.json"
@@ -275,8 +277,8 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
-    the wanted frames, their disparity spilled to one file in `spill` (and where each frame is in
-    it), the fingerprint of each pass file (from the bytes read for the maps). The run's last frame's
+    the wanted frames, the disparity of those read from compressed passes spilled to one file in
+    `spill` (where each frame is in it; None: read Depth again from the pass), the fingerprint of each pass file (from the bytes read for the maps). The run's last frame's
     occlusion reads the next frame's passes (another run's) when there is one, its first frame's
     disocclusion the previous frame's."""
     histogram = DisparityHistogram()
@@ -295,9 +297,12 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
             if frame in wanted:
                 written += _write_frame_maps(shot, frame, frame_passes, forward, backward)
                 waiting = (frame, forward)
-                values = disparity(frame_passes.depth)
-                spilled[frame] = (spill_file.name, spill_file.tell(), values.shape)
-                values.tofile(spill_file)
+                if frame_passes.uncompressed:  # the second pass reads Depth again, cheaper than a spill
+                    spilled[frame] = None
+                else:
+                    values = disparity(frame_passes.depth)
+                    spilled[frame] = (spill_file.name, spill_file.tell(), values.shape)
+                    values.tofile(spill_file)
                 before = previous[1] if previous is not None else _previous_forward(shot, frame)
                 written.append(_write_disocclusion(shot, frame, backward, before))
             previous = (frame, forward)
@@ -313,8 +318,11 @@ def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spille
     written = []
     for frame in run:
         path = map_path(shot, "depth", frame)
-        name, offset, shape = spilled[frame]
-        values = np.fromfile(name, np.float32, count=shape[0] * shape[1], offset=offset).reshape(shape)
+        if spilled[frame] is None:
+            values = disparity(passes.read_depth(shot.pass_path(frame), frame))
+        else:
+            name, offset, shape = spilled[frame]
+            values = np.fromfile(name, np.float32, count=shape[0] * shape[1], offset=offset).reshape(shape)
         write_map(path, depth_image_from_disparity(values, stats), "depth")
         written.append(path)
         _frame_done(stage, total, frame)

@@ -86,6 +86,15 @@ def test_uncompressed_reader_gives_what_the_binding_gives(tmp_path, multipart):
         assert a.dtype == b.dtype and np.array_equal(a, b), field
     assert all(np.array_equal(a, b) for a, b in zip(fast.vector, general.vector))
     assert fast.fingerprint == files.fingerprint_file(tmp_path / "none.exr")
+    # Depth alone (the depth maps' second pass): only its part read from an uncompressed file.
+    part = exr_uncompressed.read_part(tmp_path / "none.exr", "Depth.Z")  # Blender 4.x: its one part, all channels
+    assert (len(part) == 1) == multipart
+    (depth,) = [pixels for name, pixels in part.items() if name.endswith(".Depth.Z")]
+    assert np.array_equal(depth, fast.depth)
+    assert exr_uncompressed.read_part(tmp_path / "zip.exr", "Depth.Z") is None
+    assert exr_uncompressed.read_part(tmp_path / "none.exr", "Nothing.Z") is None
+    for path in ("none.exr", "zip.exr"):
+        assert np.array_equal(passes.read_depth(tmp_path / path, 1), fast.depth), path
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.999])
@@ -95,9 +104,10 @@ def test_cut_off_uncompressed_pass_is_damaged(tmp_path, keep):
     recompress(path, OpenEXR.NO_COMPRESSION, path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(BackendError) as error:
-        passes.read(path, 1)
-    assert error.value.code == "corrupt_pass" and "frame 1" in error.value.message
+    for read in (passes.read, passes.read_depth):
+        with pytest.raises(BackendError) as error:
+            read(path, 1)
+        assert error.value.code == "corrupt_pass" and "frame 1" in error.value.message
 
 
 def test_uncompressed_passes_make_the_same_maps_as_compressed_ones(tmp_path):
