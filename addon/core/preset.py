@@ -86,8 +86,8 @@ class RenderSettings:
     # clay than 8 raw samples, at a third of the CPU (README "Passes stage"). Data passes never are.
     denoise: bool = True
     # The passes' EXR codec, all lossless. "none" is what the control stage reads fastest (its
-    # own reader takes the pixels straight from the file: 2x the frames/s of "rle" at 512x288);
-    # "rle" takes 0.6x the disk, "zip" 0.54x (README "Speed of the passes and control stages").
+    # own reader takes the pixels straight from the file: 1.5x the frames/s of "rle" at 512x288);
+    # "rle" takes 0.6x the disk, "zip" 0.26x (README "Speed of the passes and control stages").
     pass_codec: str = field(default="none", metadata={"choices": ("none", "rle", "zip")})
     engine: str = field(default="CYCLES", metadata={"choices": ("CYCLES",)})
 
