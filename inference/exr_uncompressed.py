@@ -76,9 +76,10 @@ def read_part(path: Path, channel: str) -> dict[str, np.ndarray] | None:
                 parts = _layout(head)
                 break
             except (struct.error, ValueError, IndexError, KeyError):
-                if len(head) >= size:
+                more = f.read(len(head)) if len(head) < size else b""
+                if not more:  # the whole file, or it shrank meanwhile
                     return None
-                head += f.read(len(head))
+                head += more
         if parts is None:
             return None
         found = [part for part in parts

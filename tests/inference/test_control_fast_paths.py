@@ -127,3 +127,13 @@ def test_uncompressed_passes_make_the_same_maps_as_compressed_ones(tmp_path):
     for path in found:
         assert (made["zip"] / path).read_bytes() == (made["none"] / path).read_bytes(), path
     shutil.rmtree(tmp_path)
+
+
+def test_depth_alone_from_a_file_whose_headers_outgrow_the_first_read(tmp_path, monkeypatch):
+    """read_part reads more until the headers and offset tables parse (tall images: 8 bytes a
+    scanline a part), then only the Depth part."""
+    shot = make_shot(tmp_path / "shot", frames=1, size=(37, 21))
+    recompress(shot / "passes" / "0001.exr", OpenEXR.NO_COMPRESSION, tmp_path / "none.exr", True)
+    monkeypatch.setattr(exr_uncompressed, "HEAD_BYTES", 64)
+    part = exr_uncompressed.read_part(tmp_path / "none.exr", "Depth.Z")
+    assert part is not None and np.array_equal(next(iter(part.values())), passes.read(tmp_path / "none.exr", 1).depth)
