@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import Callable, Iterator
 
 import bpy
 
-from .core import VERSION, backend
+from .core import VERSION, backend, pass_files
 from .core.preset import Preset
 from .core.shot_manifest import ShotManifestError, build_manifest, read_manifest, write_manifest
 from .core.stage_status import StageKeys, StageState, stage_states
@@ -313,6 +314,12 @@ def stage_passes(job: ShotJob) -> Iterator[Progress]:
     if not todo:
         yield _up_to_date("passes")
         return
+    width, height = job.preset.shot.resolution
+    render = job.preset.render
+    problem = pass_files.disk_problem(width, height, render.denoise, render.pass_codec, len(todo),
+                                      shutil.disk_usage(job.shot_dir).free, job.shot_dir)
+    if problem:
+        raise StageError(problem)
     if job.blender:
         yield from _passes_in_background(job, key, todo)
         return

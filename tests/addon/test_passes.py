@@ -9,6 +9,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
+from addon.core import pass_files
 from addon.core.preset import load_preset
 from addon.scene import build, passes
 from conftest import SMALL_SHOT, write_preset
@@ -98,6 +99,10 @@ def test_data_passes_are_float32_and_only_the_clay_is_half_float_uncompressed(sl
     assert dtypes.pop("Noisy Image") == np.float16  # the clay before denoising, a colour pass too
     assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
     assert {"Depth.Z", "Normal.X", "Vector.W"} <= dtypes.keys()
+    # What the passes stage's disk check counts a frame at: the file, to its headers' few kB.
+    size = sliding_cube[0].stat().st_size
+    assert size <= pass_files.frame_bytes(64, 64, True, "none") + 16_000
+    assert pass_files.frame_bytes(64, 64, True, "none") <= size
 
 
 @pytest.mark.parametrize("codec, compression", [("rle", OpenEXR.RLE_COMPRESSION), ("zip", OpenEXR.ZIP_COMPRESSION)])
@@ -111,6 +116,8 @@ def test_pass_codec_picks_the_passes_compression_and_keeps_the_pixels(sliding_cu
     passes.render_frame(scene, 2, tmp_path / "0002.exr")
     (pixels, headers), (default, _) = _exr(tmp_path / "0002.exr"), _exr(sliding_cube[0])
     assert {header["compression"] for header in headers} == {compression}
+    # Compressed, the file is smaller than uncompressed (the disk check's bound for "none").
+    assert (tmp_path / "0002.exr").stat().st_size < pass_files.frame_bytes(64, 64, True, "none")
     assert pixels.keys() == default.keys()
     for name in pixels:
         assert pixels[name].dtype == default[name].dtype and np.array_equal(pixels[name], default[name]), name
