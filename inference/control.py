@@ -119,7 +119,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
     source = None  # the passes' fingerprints: taken here only to compare with saved statistics, else by the workers
     if saved.get("method") == method:
         present = [f for f in shot.frames if shot.pass_path(f).is_file()]
-        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # xxhash lets go of the GIL
+        with ThreadPoolExecutor(worker_count(len(present))) as threads:  # reading lets go of the GIL
             source = dict(zip(map(str, present), threads.map(files.fingerprint_file, map(shot.pass_path, present))))
     if source is not None and saved.get("passes_xxh3_128") == source:
         todo = [f for f in frames if not all(p.is_file() for p in frame_outputs(shot, f))]
