@@ -103,11 +103,7 @@ def _atomic(path: Path, write) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _digest_file(path, hashlib.sha256())
 
 
 def fingerprint(data) -> str:
@@ -118,7 +114,11 @@ def fingerprint(data) -> str:
 
 
 def fingerprint_file(path: Path) -> str:
-    digest = xxhash.xxh3_128()
+    return _digest_file(path, xxhash.xxh3_128())
+
+
+def _digest_file(path: Path, digest) -> str:
+    """`digest` (hashlib's or xxhash's interface) over the file, read 1 MB at a time."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
