@@ -99,10 +99,9 @@ def test_data_passes_are_float32_and_only_the_clay_is_half_float_uncompressed(sl
     assert dtypes.pop("Noisy Image") == np.float16  # the clay before denoising, a colour pass too
     assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
     assert {"Depth.Z", "Normal.X", "Vector.W"} <= dtypes.keys()
-    # What the passes stage's disk check counts a frame at: the file, to its headers' few kB.
-    size = sliding_cube[0].stat().st_size
-    assert size <= pass_files.frame_bytes(64, 64, True, "none") + 16_000
-    assert pass_files.frame_bytes(64, 64, True, "none") <= size
+    # What the passes stage's disk check counts a frame at: the file, to a few kB (the headers; 4.x
+    # writes one part, so fewer scanline tables than counted).
+    assert abs(sliding_cube[0].stat().st_size - pass_files.frame_bytes(64, 64, True, "none")) <= 16_000
 
 
 @pytest.mark.parametrize("codec, compression", [("rle", OpenEXR.RLE_COMPRESSION), ("zip", OpenEXR.ZIP_COMPRESSION)])
