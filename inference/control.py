@@ -162,7 +162,7 @@ def derive(shot: Shot, frames: list[int]) -> list[Path]:
                     "passes_xxh3_128": source,
                 },
             )
-            written += [path for paths in pool.run("control", _depth_from_spill, shot, frames, spilled, stats) for path in paths]
+            written += [path for paths in pool.run("control", _depth_maps, shot, frames, spilled, stats) for path in paths]
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return written
@@ -258,7 +258,7 @@ def _keep_freed_memory() -> None:
         libc = ctypes.CDLL(None)
         libc.mallopt(M_MMAP_MAX, 0)
         libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    except (OSError, AttributeError):  # not glibc: its defaults
+    except (OSError, AttributeError, TypeError):  # not glibc (Windows: no CDLL(None)): its defaults
         pass
 
 
@@ -278,8 +278,8 @@ def _frame_done(stage: str, total: int, frame: int) -> None:
 def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, wanted: set[int], spill: Path):
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
     the wanted frames, the disparity of those read from compressed passes spilled to one file in
-    `spill` (where each frame is in it; None: read Depth again from the pass), the fingerprint of each pass file (from the bytes read for the maps). The run's last frame's
-    occlusion reads the next frame's passes (another run's) when there is one, its first frame's
+    `spill` (where each frame is in it; None: read Depth again from the pass), the fingerprint of
+    each pass file (from the bytes read for the maps). The run's last frame's occlusion reads the next frame's passes (another run's) when there is one, its first frame's
     disocclusion the previous frame's."""
     histogram = DisparityHistogram()
     written, hashes, spilled = [], {}, {}
@@ -314,7 +314,7 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
     return histogram.sparse(), written, hashes, spilled
 
 
-def _depth_from_spill(shot: Shot, run: list[int], total: int, stage: str, spilled: dict, stats: DepthStats) -> list[Path]:
+def _depth_maps(shot: Shot, run: list[int], total: int, stage: str, spilled: dict, stats: DepthStats) -> list[Path]:
     written = []
     for frame in run:
         path = map_path(shot, "depth", frame)
