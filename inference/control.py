@@ -279,8 +279,9 @@ def _maps_and_histogram(shot: Shot, run: list[int], total: int, stage: str, want
     """First pass over a run of the shot's frames: its disparity histogram, every map but depth for
     the wanted frames, the disparity of those read from compressed passes spilled to one file in
     `spill` (where each frame is in it; None: read Depth again from the pass), the fingerprint of
-    each pass file (from the bytes read for the maps). The run's last frame's occlusion reads the next frame's passes (another run's) when there is one, its first frame's
-    disocclusion the previous frame's."""
+    each pass file (from the bytes read for the maps). The run's last frame's occlusion reads the
+    next frame's passes (another run's) when there is one, its first frame's disocclusion the
+    previous frame's."""
     histogram = DisparityHistogram()
     written, hashes, spilled = [], {}, {}
     with open(spill / f"{run[0]:04d}.f32", "wb") as spill_file:

@@ -61,7 +61,7 @@ def read(path: Path, frame: int, with_fingerprint: bool = False) -> FramePasses:
     def finite(name: str, components: str) -> list[np.ndarray]:
         channels = [np.asarray(find((name,), component), dtype=np.float32) for component in components]
         for component, values in zip(components, channels):
-            _check_finite(values, path, frame, f"{name}.{component}", rerender)
+            _check_finite(values, path, frame, f"{name}.{component}")
         return channels
 
     depth = finite("Depth", "Z")[0]
@@ -86,7 +86,7 @@ def read_depth(path: Path, frame: int) -> np.ndarray:
         return read(path, frame).depth
     (depth,) = (np.asarray(values, dtype=np.float32) for name, values in part.items()
                 if name == "Depth.Z" or name.endswith(".Depth.Z"))
-    _check_finite(depth, path, frame, "Depth.Z", _rerender(frame))
+    _check_finite(depth, path, frame, "Depth.Z")
     return depth
 
 
@@ -94,7 +94,7 @@ def _rerender(frame: int) -> str:
     return f"Re-render the passes for frame {frame} (Rubble > Passes with that frame range), then run again."
 
 
-def _check_finite(values: np.ndarray, path: Path, frame: int, channel: str, rerender: str) -> None:
+def _check_finite(values: np.ndarray, path: Path, frame: int, channel: str) -> None:
     # A NaN or inf anywhere makes the float32 sum one (a sum that overflows from finite values is
     # sorted out by the exact check below).
     if np.isfinite(values.sum()):
@@ -106,7 +106,7 @@ def _check_finite(values: np.ndarray, path: Path, frame: int, channel: str, rere
             "non_finite_pass",
             f"{path} (frame {frame}): channel {channel} has {int(bad.sum())} NaN or infinite "
             f"pixels (first at x={x}, y={y} from the top left).",
-            rerender,
+            _rerender(frame),
         )
 
 
